@@ -1,0 +1,3 @@
+from gocaas.cli.app import main
+
+main()

@@ -1,0 +1,127 @@
+"""Running one go command: an argument list (never a shell string), an explicit environment, a deadline,
+the whole process group killed on timeout, and deaths by signal translated into infrastructure errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from gocaas.errors import InfraError
+from gocaas.go.env import check_flags
+
+LineSink = Callable[[str], None]
+
+_OOM_MARKERS = ("fatal error: runtime: out of memory", "cannot allocate memory", "signal: killed")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _pump(stream: IO[str], into: list[str], sink: LineSink | None) -> None:
+    for line in stream:
+        into.append(line)
+        if sink is not None:
+            sink(line.rstrip("\n"))
+
+
+def run_command(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float,
+    on_line: LineSink | None = None,
+    what: str | None = None,
+) -> CommandResult:
+    """Run a program to completion. Raises InfraError on timeout or a death by signal."""
+    label = what or " ".join(args[:3])
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argument list built by gocaas, no shell
+            list(args),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise InfraError(f"cannot run {args[0]}: {exc}", kind="toolchain") from exc
+    out: list[str] = []
+    err: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, out, None), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err, on_line), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise InfraError(f"{label} timed out after {timeout:.0f}s", kind="timeout") from None
+    finally:
+        for pump in pumps:
+            pump.join(timeout=5)
+    result = CommandResult(tuple(args), proc.returncode, "".join(out), "".join(err), time.monotonic() - start)
+    if result.returncode < 0:
+        signum = -result.returncode
+        if signum == signal.SIGKILL:
+            oom = any(marker in result.stderr for marker in _OOM_MARKERS[:2])
+            raise InfraError(
+                f"{label} was killed (SIGKILL){': out of memory' if oom else ', likely out of memory'}",
+                kind="out_of_memory",
+            )
+        raise InfraError(f"{label} was killed by signal {signal.Signals(signum).name}", kind="killed")
+    if any(marker in result.stderr for marker in _OOM_MARKERS[:2]):
+        raise InfraError(f"{label} ran out of memory", kind="out_of_memory")
+    return result
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_go(
+    go: Path,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float,
+    on_line: LineSink | None = None,
+) -> CommandResult:
+    """Run `go ARGS...` with the environment from gocaas.go.env."""
+    check_flags(args)
+    check_flags(env.get("GOFLAGS", "").split())
+    return run_command(
+        [str(go), *args], env=env, cwd=cwd, timeout=timeout, on_line=on_line, what=f"go {' '.join(args[:2])}"
+    )

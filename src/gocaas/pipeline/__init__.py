@@ -1,0 +1,1 @@
+"""The stage protocol, the ordered default pipeline and failure classification."""

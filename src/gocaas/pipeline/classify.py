@@ -1,0 +1,62 @@
+"""Failure classification: turning a failed go command into the error class that names whose fault it is."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gocaas.errors import BadInput, GocaasError, InfraError, TransientError, UserCodeError
+from gocaas.go.diagnostics import parse_diagnostics
+from gocaas.go.runner import CommandResult
+
+# The go command's words for a proxy or network that failed us (after which a retry may work).
+_TRANSIENT = re.compile(
+    r"dial tcp|connection refused|connection reset|i/o timeout|TLS handshake timeout|no such host"
+    r"|server misbehaving|network is unreachable|unexpected EOF|: 5\d\d [A-Z][a-z]"
+)
+_OOM = re.compile(r"signal: killed|out of memory|cannot allocate memory")
+_MISSING_SUM = re.compile(r"missing go\.sum entry[^\n]*")
+_SECURITY = re.compile(r"SECURITY ERROR|checksum mismatch")
+_NOT_FOUND = re.compile(r"unknown revision|invalid version|: 404 Not Found|: 410 Gone|not found: ")
+_TOO_NEW = re.compile(r"go\.mod requires go >= \S+")
+
+
+def first_lines(text: str, count: int = 6) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:count])
+
+
+def is_transient(output: str) -> bool:
+    return bool(_TRANSIENT.search(output))
+
+
+def classify(result: CommandResult, *, stage: str, module_root: Path, cwd: Path | None = None) -> GocaasError:
+    """The error for a go command that exited non-zero, most specific first."""
+    output = result.output
+    if _SECURITY.search(output):
+        return UserCodeError(
+            f"module checksum mismatch (the go command's SECURITY ERROR): {first_lines(output, 8)}",
+            kind="checksum_mismatch",
+        )
+    if match := _MISSING_SUM.search(output):
+        return UserCodeError(match.group(0), kind="missing_go_sum")
+    if _OOM.search(output):
+        return InfraError(
+            f"{stage}: the go command was killed or ran out of memory: {first_lines(output)}",
+            kind="out_of_memory",
+        )
+    if match := _TOO_NEW.search(output):
+        return BadInput(f"{match.group(0)} but the resolved toolchain is older", kind="toolchain_too_old")
+    diagnostics = parse_diagnostics(output, module_root, cwd)
+    if diagnostics:
+        kind = "vet_finding" if stage == "vet" else "compile_error"
+        what = "go vet found problems" if stage == "vet" else "compilation failed"
+        shown = "\n".join(str(d) for d in diagnostics[:10])
+        return UserCodeError(f"{what}:\n{shown}", kind=kind, diagnostics=diagnostics)
+    if is_transient(output):
+        return TransientError(f"{stage}: network or module proxy failure: {first_lines(output)}")
+    if _NOT_FOUND.search(output):
+        return UserCodeError(
+            f"a required module could not be found: {first_lines(output)}", kind="module_not_found"
+        )
+    return UserCodeError(f"{stage} failed: {first_lines(output, 10)}", kind=f"{stage}_failed")

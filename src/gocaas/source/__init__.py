@@ -1,0 +1,57 @@
+"""Source intake: turn a SourceSpec into the build's private copy of a Go module, with its digest.
+
+The build only ever works on that copy (in `dest`, which the build owns); the user's directory, archive or
+repository is only read. Everything that can go wrong with the input is a BadInput naming the culprit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gocaas.errors import BadInput, InfraError
+from gocaas.settings import Settings
+from gocaas.source.archive import extract_archive, is_archive_name
+from gocaas.source.digest import source_digest
+from gocaas.source.directory import copy_directory
+from gocaas.source.git import clone, looks_like_git_url
+from gocaas.source.workspace import Checkout, Workspace
+from gocaas.spec import SourceKind, SourceSpec
+
+__all__ = ["Workspace", "detect_kind", "intake", "source_digest"]
+
+
+def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
+    """Bring the source described by `spec` into `dest` (created if missing, must be empty) and digest it."""
+    if spec.ref is not None and spec.kind is not SourceKind.GIT:
+        raise BadInput(f"a ref ({spec.ref}) only applies to git sources, not a {spec.kind}", kind="bad_ref")
+    dest = dest.absolute()
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        # The build owns dest; finding something there means two builds share a directory.
+        raise InfraError(f"workspace directory {dest} is not empty", kind="internal")
+    checkout: Checkout
+    if spec.kind is SourceKind.DIRECTORY:
+        checkout = copy_directory(Path(spec.location), dest, settings)
+    elif spec.kind is SourceKind.ARCHIVE:
+        checkout = extract_archive(Path(spec.location), dest, settings)
+    else:
+        checkout = clone(spec.location, spec.ref, dest, settings)
+    digest, file_count = source_digest(checkout.root)
+    return Workspace(checkout.root, digest, file_count, checkout.describe, checkout.commit)
+
+
+def detect_kind(location: str) -> SourceKind:
+    """What the CLI's source argument is: an existing directory, a git URL, or an archive by its name.
+
+    URLs are recognised before archive names: an archive is a local file, so a URL ending in .zip can only
+    mean a repository.
+    """
+    if Path(location).is_dir():
+        return SourceKind.DIRECTORY
+    if looks_like_git_url(location):
+        return SourceKind.GIT
+    if is_archive_name(location):
+        return SourceKind.ARCHIVE
+    raise BadInput(
+        f"{location!r} is not a directory, an archive (.zip, .tar.gz, .tgz) or a git URL", kind="no_source"
+    )

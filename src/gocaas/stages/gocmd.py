@@ -1,0 +1,69 @@
+"""How a stage runs a go command: the build's environment, its deadline, its log, and classification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gocaas.go.env import go_environ
+from gocaas.go.runner import CommandResult, run_go
+from gocaas.go.toolchain import Toolchain
+from gocaas.pipeline.classify import classify
+from gocaas.pipeline.stage import BuildContext
+from gocaas.source import Workspace
+from gocaas.spec import Target
+
+
+@dataclass(frozen=True)
+class ToolchainResult:
+    toolchain: Toolchain
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    workspace: Workspace
+
+
+# After the modules stage nothing may download behind its back (and go.mod/go.sum stay as they are).
+OFFLINE_GOFLAGS = ("-mod=readonly",)
+
+
+def go(
+    ctx: BuildContext,
+    args: Sequence[str],
+    *,
+    target: Target | None = None,
+    goflags: Sequence[str] = OFFLINE_GOFLAGS,
+    goproxy: str | None = "off",
+    gosumdb: str | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> CommandResult:
+    """Run one go command for this build; a failure raises the classified GocaasError."""
+    toolchain = ctx.need(ToolchainResult).toolchain
+    root = ctx.need(SourceResult).workspace.root
+    env = go_environ(
+        ctx.settings,
+        toolchain.goroot,
+        ctx.dirs,
+        target=target,
+        cgo=ctx.spec.options.cgo,
+        goflags=goflags,
+        goproxy=goproxy,
+        gosumdb=gosumdb,
+    )
+    prefix = f"[{target}] " if target is not None else ""
+    ctx.log.line(f"{prefix}$ go {' '.join(args)}")
+    result = run_go(
+        toolchain.go,
+        args,
+        env=env,
+        cwd=cwd or root,
+        timeout=ctx.remaining(),
+        on_line=lambda line: ctx.log.line(prefix + line),
+    )
+    if check and not result.ok:
+        raise classify(result, stage=ctx.log.stage, module_root=root, cwd=cwd or root)
+    return result

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: a real GOPROXY built from fixture modules, flaky and dead proxies."""
