@@ -58,5 +58,5 @@ def test_git_url_and_tag_stamp_the_version(build: BuildFn, tmp_path: Path) -> No
     ran = subprocess.run(
         [str(tmp_path / "out" / "hello_linux_amd64")], capture_output=True, text=True, check=True
     )
-    assert report.version_stamp is not None
+    assert report.version_stamp == "2.3.4"  # git describe of the tag, without its "v"
     assert f"version {report.version_stamp}" in ran.stdout

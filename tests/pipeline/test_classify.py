@@ -1,0 +1,57 @@
+"""Classification of go command failures from the words the go command really prints, and a real timeout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gocaas.errors import FailureClass
+from gocaas.go.runner import CommandResult
+from gocaas.pipeline.classify import classify
+from tests.conftest import EXAMPLES, BuildFn
+
+ROOT = Path("/b/src")
+
+
+def _result(stderr: str) -> CommandResult:
+    return CommandResult(("go", "build"), 1, "", stderr, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "klass", "kind"),
+    [
+        ("verifying example.test/greet@v1.1.0: checksum mismatch\n\tdownloaded: h1:x\n\tgo.sum: h1:y\n\n"
+         "SECURITY ERROR\nThis download does NOT match an earlier download", FailureClass.USER,
+         "checksum_mismatch"),
+        ("main.go:4:2: missing go.sum entry for module providing package example.test/greet",
+         FailureClass.USER, "missing_go_sum"),
+        ("go: example.test/greet@v1.1.0: Get \"https://proxy/x\": dial tcp 127.0.0.1:9: connect: "
+         "connection refused", FailureClass.INFRASTRUCTURE, "network"),
+        ("go: reading http://127.0.0.1:1/example.test/greet/@v/v1.1.0.mod: 502 Bad Gateway",
+         FailureClass.INFRASTRUCTURE, "network"),
+        ("# example.com/x\ncompile: signal: killed", FailureClass.INFRASTRUCTURE, "out_of_memory"),
+        ("fatal error: runtime: out of memory", FailureClass.INFRASTRUCTURE, "out_of_memory"),
+        ("go: example.test/nope@v1.0.0: reading file:///p/example.test/nope/@v/v1.0.0.mod: no such file or "
+         "directory\nunknown revision v1.0.0", FailureClass.USER, "module_not_found"),
+        ("./main.go:3:5: undefined: x", FailureClass.USER, "compile_error"),
+    ],
+)
+def test_classify(stderr: str, klass: FailureClass, kind: str) -> None:
+    error = classify(_result(stderr), stage="build", module_root=ROOT)
+    assert (error.failure_class, error.kind) == (klass, kind)
+
+
+def test_vet_stage_findings_are_vet_findings() -> None:
+    error = classify(_result("./main.go:6:2: fmt.Printf format %d has arg"), stage="vet", module_root=ROOT)
+    assert error.kind == "vet_finding"
+    assert error.diagnostics[0].file == "main.go"
+
+
+def test_a_build_past_its_timeout_is_infrastructure(build: BuildFn, fresh_settings, tmp_path: Path) -> None:
+    # A target nothing has compiled for yet takes far longer than a second: the go command is killed.
+    settings = fresh_settings(build_timeout=1.0)
+    report = build(EXAMPLES / "hello", settings_=settings, targets=("netbsd/arm",), vet=False)
+    assert report.failure is not None
+    assert (report.failure.failure_class, report.failure.kind) == (FailureClass.INFRASTRUCTURE, "timeout")
+    assert report.exit_code == 3
