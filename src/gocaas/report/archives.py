@@ -12,15 +12,16 @@ from pathlib import Path
 _EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
 
-def write_tar_gz(dest: Path, files: Sequence[Path]) -> Path:
+def write_tar_gz(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
+    """Write (name in archive, file) pairs as a deterministic .tar.gz."""
     tmp = dest.with_name(dest.name + ".tmp")
     with (
         tmp.open("wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=_EPOCH) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
-        for path in sorted(files, key=lambda p: p.name):
-            info = tar.gettarinfo(str(path), arcname=path.name)
+        for name, path in sorted(files):
+            info = tar.gettarinfo(str(path), arcname=name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = _EPOCH, 0, 0, "", ""
             info.mode = 0o755
             with path.open("rb") as handle:
@@ -29,11 +30,12 @@ def write_tar_gz(dest: Path, files: Sequence[Path]) -> Path:
     return dest
 
 
-def write_zip(dest: Path, files: Sequence[Path]) -> Path:
+def write_zip(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
+    """Write (name in archive, file) pairs as a deterministic .zip."""
     tmp = dest.with_name(dest.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(files, key=lambda p: p.name):
-            info = zipfile.ZipInfo(path.name, date_time=(1980, 1, 1, 0, 0, 0))
+        for name, path in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = (0o100755 & 0xFFFF) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             with path.open("rb") as src, archive.open(info, "w") as out:

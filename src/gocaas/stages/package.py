@@ -39,7 +39,14 @@ def _artifact(path: Path, target: Target | None, kind: str) -> Artifact:
 
 
 def _place(src: Path, dest: Path) -> None:
-    """Copy next to the destination, then rename: a reader never sees half a binary."""
+    """Move the build's private copy into place (a rename when on one filesystem); otherwise copy next to
+    the destination, then rename, so that a reader never sees half a binary."""
+    src.chmod(0o755)
+    try:
+        src.replace(dest)
+        return
+    except OSError:
+        pass
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.copyfile(src, tmp)
     tmp.chmod(0o755)
@@ -64,15 +71,15 @@ class PackageStage:
                 command = binary.name.removesuffix(".exe")
                 dest = out / f"{command}_{target.goos}_{target.goarch}{target.exe_suffix}"
                 _place(binary, dest)
-                placed.append(dest)
+                placed.append((binary.name, dest))
                 artifacts.append(_artifact(dest, target, "binary"))
             if archive_format is not None and binaries:
                 version = f"_{built.version_stamp}" if built.version_stamp else ""
                 stem = f"{project}{version}_{target.goos}_{target.goarch}"
                 if archive_format is ArchiveFormat.ZIP:
-                    archive = write_zip(out / f"{stem}.zip", binaries)
+                    archive = write_zip(out / f"{stem}.zip", placed)
                 else:
-                    archive = write_tar_gz(out / f"{stem}.tar.gz", binaries)
+                    archive = write_tar_gz(out / f"{stem}.tar.gz", placed)
                 artifacts.append(_artifact(archive, target, "archive"))
         checksums = write_checksums(out / CHECKSUMS_NAME, [(a.name, a.sha256) for a in artifacts])
         for artifact in artifacts:
