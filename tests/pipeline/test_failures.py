@@ -98,3 +98,16 @@ def test_unavailable_go_version_lists_what_is(cli: CliFn, fresh_settings, tmp_pa
     failure = json.loads(proc.stdout)["failure"]
     assert failure["kind"] == "toolchain_unavailable"
     assert "1.19.1" in failure["message"] and "Installed:" in failure["message"]
+
+
+def test_bad_input_with_json_still_answers_json(cli: CliFn) -> None:
+    proc = cli("build", str(EXAMPLES / "hello"), "--target", "../../x", "--json")
+    assert proc.returncode == 2
+    answer = json.loads(proc.stdout)
+    assert answer["failure"]["kind"] == "bad_input" and "../../x" in answer["failure"]["message"]
+
+
+def test_error_text_with_brackets_is_printed_as_is(cli: CliFn) -> None:
+    proc = cli("build", str(EXAMPLES / "hello"), "--version", "[bold]x y")
+    assert proc.returncode == 2
+    assert "[bold]x y" in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from gocaas.errors import BadInput, ExitCode, GocaasError
 from gocaas.settings import Settings
@@ -39,8 +41,12 @@ def host_target() -> str:
     )
 
 
-def fail(message: str, code: int = ExitCode.BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+def fail(message: str, code: int = ExitCode.BAD_INPUT, *, as_json: bool = False) -> typer.Exit:
+    """Say what was wrong (and, for --json, say it on stdout too, in the report's failure shape)."""
+    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False)
+    if as_json:
+        failure = {"class": "user", "kind": "bad_input", "stage": None, "message": message, "diagnostics": []}
+        sys.stdout.write(json.dumps({"status": "failed", "exit_code": code, "failure": failure}) + "\n")
     return typer.Exit(code)
 
 
@@ -112,9 +118,9 @@ def build(
             ),
         )
     except ValidationError as exc:
-        raise fail(validation_message(exc)) from None
+        raise fail(validation_message(exc), as_json=json_out) from None
     except (GocaasError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=json_out) from None
 
     console = Console(stderr=json_out, soft_wrap=True)
     view = LiveView(console) if console.is_terminal and not verbose else PlainView(console, verbose)

@@ -4,7 +4,7 @@ command reads is set here from Settings and typed BuildSpec fields, so nothing f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,15 +111,13 @@ def go_environ(
     return env
 
 
-def host_environ(goroot: Path, dirs: BuildDirs) -> Mapping[str, str]:
-    """A minimal environment for go commands that only inspect the toolchain (version, dist list)."""
+def inspect_environ() -> dict[str, str]:
+    """A bare environment for go commands that only ask the toolchain about itself (version, dist list)."""
     return {
-        "PATH": f"{goroot / 'bin'}:{_SYSTEM_PATH}",
-        "HOME": str(dirs.home),
-        "GOROOT": str(goroot),
+        "PATH": _SYSTEM_PATH,
+        "HOME": "/nonexistent",
         "GOENV": "off",
         "GOTOOLCHAIN": "local",
         "GOTELEMETRY": "off",
         "GOFLAGS": "",
-        "GOCACHE": str(dirs.tmp / "gocache-inspect"),
     }

@@ -9,18 +9,13 @@ from functools import cache
 from pathlib import Path
 
 from gocaas.errors import BadInput, InfraError
+from gocaas.go.env import inspect_environ
 from gocaas.spec import Target
 
 
 @cache
 def _dist_list(go: Path) -> dict[Target, bool]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "GOTOOLCHAIN": "local",
-        "GOENV": "off",
-        "HOME": "/nonexistent",
-        "GOFLAGS": "",
-    }
+    env = inspect_environ()
     try:
         proc = subprocess.run(  # noqa: S603
             [str(go), "tool", "dist", "list", "-json"],

@@ -8,7 +8,6 @@ checked with `go version`. Several versions live side by side under toolchains/g
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from gocaas.errors import BadInput, InfraError
 from gocaas.go import gobin
+from gocaas.go.env import inspect_environ
 from gocaas.go.version import GoVersion
 from gocaas.settings import Settings
 
@@ -38,7 +38,7 @@ class Toolchain:
 
 def probe(go: Path) -> GoVersion:
     """Run `go version` on a binary with a bare environment and parse the answer."""
-    env = {"PATH": "/usr/bin:/bin", "GOTOOLCHAIN": "local", "GOENV": "off", "HOME": "/nonexistent"}
+    env = inspect_environ()
     try:
         proc = subprocess.run(  # noqa: S603
             [str(go), "version"], capture_output=True, text=True, timeout=60, env=env, check=False
@@ -166,17 +166,3 @@ def all_known(settings: Settings) -> list[Toolchain]:
     if path_go is not None:
         known.append(path_go)
     return known
-
-
-def host_platform(toolchain: Toolchain) -> tuple[str, str]:
-    out = subprocess.run(  # noqa: S603
-        [str(toolchain.go), "env", "GOHOSTOS", "GOHOSTARCH"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "GOTOOLCHAIN": "local", "GOENV": "off", "HOME": os.devnull},
-    ).stdout.split()
-    if len(out) != 2:
-        raise InfraError(f"{toolchain.go} env GOHOSTOS GOHOSTARCH failed", kind="toolchain")
-    return out[0], out[1]

@@ -85,8 +85,9 @@ def main_packages(ctx: BuildContext, target: Target, stable: Path) -> list[str]:
             return list(remembered["mains"])
     except (OSError, ValueError, KeyError):
         pass
-    listed = go(ctx, ["list", "-e", "-f", '{{if eq .Name "main"}}{{.ImportPath}}{{end}}', "./..."],
-                target=target).stdout.split()
+    listed = go(
+        ctx, ["list", "-e", "-f", '{{if eq .Name "main"}}{{.ImportPath}}{{end}}', "./..."], target=target
+    ).stdout.split()
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(f".{memo.name}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_text(json.dumps({"key": key, "mains": listed}), encoding="utf-8")
