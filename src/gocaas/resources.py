@@ -37,3 +37,71 @@ def available_cpus() -> int:
     if limit is not None:
         count = min(count, max(1, math.ceil(limit)))
     return max(1, count)
+
+
+def _own_cgroup_dir(controller: str) -> Path | None:
+    """This process's cgroup directory for a v1 controller, or the v2 unified directory ("")."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+        if controllers == "" and controller == "":
+            return Path("/sys/fs/cgroup") / path.lstrip("/")
+    return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_memory_headroom() -> int | None:
+    """Bytes left under this process's cgroup memory limit (v1 or v2), if one is set."""
+    v1 = _own_cgroup_dir("memory")
+    if v1 is not None:
+        limit, usage = _read_int(v1 / "memory.limit_in_bytes"), _read_int(v1 / "memory.usage_in_bytes")
+        if limit is not None and usage is not None and limit < 1 << 60:
+            return max(0, limit - usage)
+    v2 = _own_cgroup_dir("")
+    if v2 is not None:
+        limit, usage = _read_int(v2 / "memory.max"), _read_int(v2 / "memory.current")
+        if limit is not None and usage is not None:
+            return max(0, limit - usage)
+    return None
+
+
+def available_memory() -> int:
+    """Bytes we can use now: MemAvailable, capped by the cgroup limit's headroom when there is one."""
+    available = 1 << 30
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError):
+        pass
+    headroom = _cgroup_memory_headroom()
+    return min(available, headroom) if headroom is not None else available
+
+
+# What one concurrently building-and-running test package needs at worst here (a link of a large test
+# binary plus the binary itself); bounds -p when memory, not CPUs, is the scarce resource.
+MEMORY_PER_TEST_PACKAGE = 768 * 1024 * 1024
+
+
+def plan_test_parallelism(cpus: int, memory: int) -> tuple[int, int]:
+    """(-p, -parallel) for go test.
+
+    -p: test packages built and run at once. Linking is single-threaded and test binaries often wait on
+    I/O, so one more than the CPUs keeps them busy, as long as memory holds that many.
+    -parallel: t.Parallel tests at once inside one binary; the CPUs.
+    """
+    by_memory = max(1, memory // MEMORY_PER_TEST_PACKAGE)
+    return max(1, min(cpus + 1, by_memory)), max(1, cpus)

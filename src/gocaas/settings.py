@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gocaas.spec import TestTier
+
 
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     pip_find_links: str | None = None
     pip_no_index: bool = False
 
+    # Test tiers (unit / integration / e2e ...): packages, build tags, timeout and parallelism of each.
+    test_tiers: tuple[TestTier, ...] = (TestTier(name="unit"),)
+
+    database_url: str | None = Field(default=None, description="Default: SQLite in the data directory.")
+
     build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
     cores: int | None = Field(default=None, ge=1, description="Cores to use; default: what the machine has.")
 
@@ -99,6 +106,10 @@ class Settings(BaseSettings):
     @property
     def gocache(self) -> Path:
         return self.home / "gocache"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home.absolute() / 'gocaas.db'}"
 
     @property
     def builds_dir(self) -> Path:

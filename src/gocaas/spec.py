@@ -54,8 +54,11 @@ class SourceSpec(Frozen):
     kind: SourceKind
     location: Annotated[str, Field(min_length=1, max_length=4096)]
     ref: str | None = None
+    changed_since: str | None = Field(
+        default=None, description="A git ref: the files changed since it select the packages to test."
+    )
 
-    @field_validator("ref")
+    @field_validator("ref", "changed_since")
     @classmethod
     def _valid_ref(cls, value: str | None) -> str | None:
         if value is not None and not _REF_RE.match(value):
@@ -68,6 +71,89 @@ class ArchiveFormat(StrEnum):
     ZIP = "zip"
 
 
+class FlakyPolicy(StrEnum):
+    """What a flaky test (failed, then passed alone) does to the build."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+_SHUFFLE_RE = re.compile(r"^(on|off|-?[0-9]{1,20})$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+_TIER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class TestOptions(Frozen):
+    """How the test stage runs `go test`. Each field becomes one typed go test flag, never free text."""
+
+    enabled: bool = True
+    coverage: bool = Field(default=False, description="-coverprofile; merged profile, percentages, HTML.")
+    coverpkg_all: bool = Field(default=False, description="-coverpkg=./... (cover every package).")
+    reruns: int = Field(default=2, ge=0, le=10, description="Re-runs of a failed test, alone.")
+    rerun_threshold: int = Field(default=10, ge=0, description="More failures than this: no re-runs.")
+    flaky: FlakyPolicy = FlakyPolicy.WARN
+    shuffle: str = Field(default="on", description='"on", "off", or a seed to replay an order.')
+    race: bool = False
+    count: int | None = Field(default=None, ge=1, le=10_000)
+    run: str | None = Field(default=None, description="-run REGEXP")
+    timeout: float | None = Field(default=None, gt=0, le=86_400, description="-timeout, seconds.")
+    tiers: tuple[str, ...] = Field(default=(), description="Tier names from settings; empty: the defaults.")
+
+    @field_validator("shuffle")
+    @classmethod
+    def _valid_shuffle(cls, value: str) -> str:
+        if not _SHUFFLE_RE.match(value):
+            raise ValueError(f"not a shuffle setting: {value!r} (on, off or an integer seed)")
+        return value
+
+    @field_validator("run")
+    @classmethod
+    def _valid_run(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value or value.startswith("-") or len(value) > 512 or any(ord(c) < 32 for c in value):
+            raise ValueError(f"not a usable -run pattern: {value!r}")
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _valid_tiers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _TIER_RE.match(name):
+                raise ValueError(f"not a tier name: {name!r}")
+        return value
+
+
+class TestTier(Frozen):
+    """A tier of tests (settings): its packages, build tags, timeout and parallelism."""
+
+    name: Annotated[str, Field(pattern=_TIER_RE.pattern)]
+    packages: tuple[str, ...] = ("./...",)
+    tags: tuple[str, ...] = ()
+    timeout: float = Field(default=600.0, gt=0)
+    parallel: int | None = Field(default=None, ge=1, description="-parallel; default from the machine.")
+    p: int | None = Field(default=None, ge=1, description="-p; default from the machine.")
+    default: bool = Field(default=True, description="Run when no --tier is given.")
+
+    @field_validator("packages")
+    @classmethod
+    def _valid_packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not re.match(r"^\./[A-Za-z0-9_./-]*$", pattern) or ".." in pattern.split("/"):
+                raise ValueError(
+                    f"not a package pattern inside the module: {pattern!r} (e.g. ./..., ./pkg/...)"
+                )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in value:
+            if not _TAG_RE.match(tag):
+                raise ValueError(f"not a build tag: {tag!r}")
+        return value
+
+
 class BuildOptions(Frozen):
     go_version: GoVersion | None = None
     targets: Annotated[tuple[Target, ...], Field(min_length=1, max_length=64)]
@@ -76,6 +162,7 @@ class BuildOptions(Frozen):
     version: str | None = Field(default=None, description="Stamped with -ldflags -X main.version=...")
     strip: bool = Field(default=False, description="Link with -s -w.")
     archives: ArchiveFormat | None = None
+    tests: TestOptions = TestOptions()
 
     @field_validator("version")
     @classmethod

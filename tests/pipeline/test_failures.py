@@ -6,8 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from gocaas.errors import FailureClass
 from gocaas.report.model import StageStatus
+from gocaas.spec import TestOptions
 from tests.conftest import EXAMPLES, BuildFn, CliFn, copy_example
 
 
@@ -32,12 +35,15 @@ def test_compile_error_names_file_and_line(build: BuildFn, tmp_path: Path) -> No
     assert [s.status for s in report.stages][-2:] == [StageStatus.SKIPPED, StageStatus.SKIPPED]
 
 
-def test_compile_error_without_vet_is_a_compile_error(build: BuildFn, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("tests", "stage"), [(True, "test"), (False, "build")])
+def test_compile_error_without_vet_is_a_compile_error(
+    build: BuildFn, tmp_path: Path, tests: bool, stage: str
+) -> None:
     src = copy_example("hello", tmp_path / "hello")
     (src / "broken.go").write_text('package main\n\nfunc broken() int {\n\treturn "s"\n}\n')
-    report = build(src, vet=False)
+    report = build(src, vet=False, tests=TestOptions(enabled=tests))
     assert report.failure is not None and report.failure.kind == "compile_error"
-    assert report.failure.stage == "build"
+    assert report.failure.stage == stage
     diag = report.failure.diagnostics[0]
     assert (diag.file, diag.line) == ("broken.go", 4)
 

@@ -47,6 +47,7 @@ def test_three_target_matrix(cli: CliFn, tmp_path: Path) -> None:
         "toolchain",
         "modules",
         "vet",
+        "test",
         "build",
         "package",
     ]

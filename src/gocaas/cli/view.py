@@ -14,6 +14,7 @@ from gocaas.pipeline.events import (
     Event,
     LogLine,
     Note,
+    PackageTested,
     StageFinished,
     StageStarted,
     TargetFinished,
@@ -48,6 +49,17 @@ class PlainView:
                 )
             case Note(stage, text):
                 self.console.print(f"    note: {text}", highlight=False)
+            case PackageTested(_, package, state, passed, failed, skipped, duration, cached):
+                mark = {"pass": "ok  ", "fail": "FAIL", "skip": "--  ", "none": "--  "}.get(state, state)
+                extra = " (cached)" if cached else f" ({duration:.2f}s)"
+                counts = (
+                    "no tests"
+                    if state == "none"
+                    else f"{passed} passed"
+                    + (f", {failed} failed" if failed else "")
+                    + (f", {skipped} skipped" if skipped else "")
+                )
+                self.console.print(f"    {mark} {package}{extra} {counts}", highlight=False)
             case LogLine(stage, text) if self.verbose:
                 self.console.print(f"    | {text}", highlight=False, markup=False)
 
@@ -66,6 +78,7 @@ class LiveView:
         self.rows: dict[str, tuple[str, float, float | None]] = {}  # name -> (status, start, duration)
         self.notes: list[str] = []
         self.last_line = ""
+        self.test_counts = (0, 0, 0, 0)
         self.live = Live(console=console, refresh_per_second=8, transient=False, get_renderable=self._render)
 
     def __call__(self, event: Event) -> None:
@@ -84,6 +97,12 @@ class LiveView:
                 self.rows[key] = ("ok" if ok else "failed", self.rows.get(key, ("", now, None))[1], duration)
             case Note(_, text):
                 self.notes.append(text)
+            case PackageTested(stage, _, _, passed, failed, skipped, _, _):
+                done, ok, bad, skip = self.test_counts
+                self.test_counts = (done + 1, ok + passed, bad + failed, skip + skipped)
+                status = f"running: {done + 1} packages, {ok + passed} passed"
+                status += f", {bad + failed} failed" if bad + failed else ""
+                self.rows[stage] = (status, self.rows.get(stage, ("", now, None))[1], None)
             case LogLine(_, text):
                 self.last_line = text[-120:]
 
@@ -129,7 +148,9 @@ def print_summary(console: Console, report: BuildReport) -> None:
             )
         if report.checksums_file:
             console.print(f"  {report.checksums_file}", highlight=False)
+        _print_tests(console, report)
         return
+    _print_tests(console, report)
     failure = report.failure
     console.print(
         f"[bold red]build {report.build_id} failed[/] in the {failure.stage} stage: "
@@ -139,3 +160,30 @@ def print_summary(console: Console, report: BuildReport) -> None:
     for stage in report.stages:
         if stage.status is StageStatus.FAILED and stage.log_path:
             console.print(f"  full log: {stage.log_path}", highlight=False)
+
+
+def _print_tests(console: Console, report: BuildReport) -> None:
+    if report.tests is None:
+        return
+    summary = report.tests.summary
+    line = f"tests: {summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped"
+    if summary.flaky:
+        line += f", {summary.flaky} flaky"
+    if summary.quarantined_failures:
+        line += f" ({summary.quarantined_failures} failures quarantined)"
+    console.print(line, highlight=False)
+    for test in report.tests.tests:
+        if test.state == "flaky":
+            console.print(
+                f"  flaky: {test.package} {test.name} (passed on attempt {test.attempts})", highlight=False
+            )
+    for test in summary.failures:
+        tag = " [quarantined]" if test.quarantined else ""
+        console.print(f"  FAIL {test.package} {test.name}{tag}", highlight=False, markup=False)
+    if report.tests.coverage is not None:
+        console.print(
+            f"  coverage {report.tests.coverage.total_percent:.1f}%  {report.tests.coverage.html_path}",
+            highlight=False,
+        )
+    if report.tests.junit_path:
+        console.print(f"  {report.tests.junit_path}", highlight=False)

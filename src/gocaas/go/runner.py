@@ -53,9 +53,11 @@ def run_command(
     cwd: Path,
     timeout: float,
     on_line: LineSink | None = None,
+    on_stdout: LineSink | None = None,
     what: str | None = None,
 ) -> CommandResult:
-    """Run a program to completion. Raises InfraError on timeout or a death by signal."""
+    """Run a program to completion; stderr lines go to on_line, stdout lines to on_stdout as they come.
+    Raises InfraError on timeout or a death by signal."""
     label = what or " ".join(args[:3])
     start = time.monotonic()
     try:
@@ -76,7 +78,7 @@ def run_command(
     err: list[str] = []
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, out, None), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, err, on_line), daemon=True),
     ]
     for pump in pumps:
@@ -118,10 +120,12 @@ def run_go(
     cwd: Path,
     timeout: float,
     on_line: LineSink | None = None,
+    on_stdout: LineSink | None = None,
 ) -> CommandResult:
     """Run `go ARGS...` with the environment from gocaas.go.env."""
     check_flags(args)
     check_flags(env.get("GOFLAGS", "").split())
     return run_command(
-        [str(go), *args], env=env, cwd=cwd, timeout=timeout, on_line=on_line, what=f"go {' '.join(args[:2])}"
+        [str(go), *args], env=env, cwd=cwd, timeout=timeout, on_line=on_line, on_stdout=on_stdout,
+        what=f"go {' '.join(args[:2])}",
     )

@@ -45,7 +45,21 @@ class Note:
     text: str
 
 
-Event = StageStarted | StageFinished | TargetStarted | TargetFinished | LogLine | Note
+@dataclass(frozen=True)
+class PackageTested:
+    """A test package finished (streamed as `go test -json` reports it)."""
+
+    stage: str
+    package: str
+    state: str
+    passed: int
+    failed: int
+    skipped: int
+    duration_s: float
+    cached: bool
+
+
+Event = StageStarted | StageFinished | TargetStarted | TargetFinished | LogLine | Note | PackageTested
 EventSink = Callable[[Event], None]
 
 

@@ -23,6 +23,7 @@ from gocaas.stages.gocmd import SourceResult, ToolchainResult
 from gocaas.stages.modules import ModulesStage
 from gocaas.stages.package import PackageResult, PackageStage
 from gocaas.stages.source import SourceStage
+from gocaas.stages.test import TestStage, TestStageResult
 from gocaas.stages.toolchain import ToolchainStage
 from gocaas.stages.vet import VetStage
 
@@ -31,10 +32,13 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
     ToolchainStage(),
     ModulesStage(),
     VetStage(),
-    # The test stage (issue #3) takes its place here, between vet and build.
+    TestStage(),
     BuildStage(),
     PackageStage(),
 )
+
+# `gocaas test`: go test runs a subset of vet itself, and nothing is linked or packaged.
+TEST_STAGES: tuple[Stage, ...] = (SourceStage(), ToolchainStage(), ModulesStage(), TestStage())
 
 
 def new_build_id() -> str:
@@ -137,10 +141,12 @@ def _report(
     toolchain = results.get(ToolchainResult)
     built = results.get(BuildResult)
     packaged = results.get(PackageResult)
+    tested = results.get(TestStageResult)
     assert source is None or isinstance(source, SourceResult)
     assert toolchain is None or isinstance(toolchain, ToolchainResult)
     assert built is None or isinstance(built, BuildResult)
     assert packaged is None or isinstance(packaged, PackageResult)
+    assert tested is None or isinstance(tested, TestStageResult)
     workspace = source.workspace if source else None
     return BuildReport(
         build_id=build_id,
@@ -164,5 +170,6 @@ def _report(
         stages=records,
         artifacts=list(packaged.artifacts) if packaged else [],
         checksums_file=str(packaged.checksums) if packaged else None,
+        tests=tested.report if tested else None,
         failure=failure,
     )

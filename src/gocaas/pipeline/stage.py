@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from gocaas.errors import InfraError
 from gocaas.go.env import BuildDirs
-from gocaas.pipeline.events import EventSink, LogLine, Note, TargetFinished, TargetStarted
+from gocaas.pipeline.events import Event, EventSink, LogLine, Note, TargetFinished, TargetStarted
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
 
@@ -51,6 +51,9 @@ class StageLog:
         self.line(f"note: {text}")
         self._sink(Note(self.stage, text))
 
+    def event(self, event: Event) -> None:
+        self._sink(event)
+
     def target_started(self, target: str) -> None:
         self._sink(TargetStarted(self.stage, target))
 
@@ -71,6 +74,10 @@ class BuildContext:
     deadline: float  # time.monotonic() by which the whole build must end
     log: StageLog
     results: dict[type, Any] = field(default_factory=dict)
+
+    def publish(self, result: object) -> None:
+        """Make a result available now, e.g. the test report of a stage that is about to fail."""
+        self.results[type(result)] = result
 
     def need(self, kind: type[R]) -> R:
         try:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gocaas.errors import FailureClass
 from gocaas.go.diagnostics import Diagnostic
+from gocaas.report.tests import TestReport
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +88,7 @@ class BuildReport(_Model):
     artifacts: list[Artifact] = Field(default_factory=list)
     checksums_file: str | None = None
     failure: Failure | None = None
+    tests: TestReport | None = Field(default=None, description="The test stage's results, when it ran.")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from gocaas.errors import BadInput, InfraError
 from gocaas.settings import Settings
 from gocaas.source.archive import extract_archive, is_archive_name
+from gocaas.source.changes import changed_files
 from gocaas.source.digest import source_digest
 from gocaas.source.directory import copy_directory
 from gocaas.source.git import clone, looks_like_git_url
@@ -29,6 +30,13 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
     if any(dest.iterdir()):
         # The build owns dest; finding something there means two builds share a directory.
         raise InfraError(f"workspace directory {dest} is not empty", kind="internal")
+    if spec.changed_since is not None and spec.kind is not SourceKind.DIRECTORY:
+        raise BadInput("--changed-since needs a local git checkout as the source, not a "
+                       f"{spec.kind}", kind="bad_ref")
+    changed: tuple[str, ...] | None = None
+    if spec.changed_since is not None:
+        # Asked of the user's checkout before copying (read-only: the copy has no .git).
+        changed = tuple(changed_files(Path(spec.location), spec.changed_since, Path(spec.location), settings))
     checkout: Checkout
     if spec.kind is SourceKind.DIRECTORY:
         checkout = copy_directory(Path(spec.location), dest, settings)
@@ -37,7 +45,7 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
     else:
         checkout = clone(spec.location, spec.ref, dest, settings)
     digest, file_count = source_digest(checkout.root)
-    return Workspace(checkout.root, digest, file_count, checkout.describe, checkout.commit)
+    return Workspace(checkout.root, digest, file_count, checkout.describe, checkout.commit, changed)
 
 
 def detect_kind(location: str) -> SourceKind:

@@ -26,6 +26,8 @@ class Workspace:
     file_count: how many files and symlinks the digest covers
     describe: `git describe --tags --always --dirty` of the source when it came from git, else None
     commit: the full commit sha when known, else None
+    changed_files: with SourceSpec.changed_since, the files changed since that ref (relative to the module
+        root), else None
     """
 
     root: Path
@@ -33,6 +35,7 @@ class Workspace:
     file_count: int
     describe: str | None
     commit: str | None
+    changed_files: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gocaas.go.env import go_environ
-from gocaas.go.runner import CommandResult, run_go
+from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.toolchain import Toolchain
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
@@ -40,8 +40,11 @@ def go(
     gosumdb: str | None = None,
     cwd: Path | None = None,
     check: bool = True,
+    cgo: bool | None = None,
+    on_stdout: LineSink | None = None,
+    timeout: float | None = None,
 ) -> CommandResult:
-    """Run one go command for this build; a failure raises the classified GocaasError."""
+    """Run one go command for this build; a failure raises the classified GocaasError (check=True)."""
     toolchain = ctx.need(ToolchainResult).toolchain
     root = ctx.need(SourceResult).workspace.root
     env = go_environ(
@@ -49,7 +52,7 @@ def go(
         toolchain.goroot,
         ctx.dirs,
         target=target,
-        cgo=ctx.spec.options.cgo,
+        cgo=ctx.spec.options.cgo if cgo is None else cgo,
         goflags=goflags,
         goproxy=goproxy,
         gosumdb=gosumdb,
@@ -61,8 +64,9 @@ def go(
         args,
         env=env,
         cwd=cwd or root,
-        timeout=ctx.remaining(),
+        timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
         on_line=lambda line: ctx.log.line(prefix + line),
+        on_stdout=on_stdout,
     )
     if check and not result.ok:
         raise classify(result, stage=ctx.log.stage, module_root=root, cwd=cwd or root)

@@ -1,0 +1,59 @@
+"""What every command shares: printing an error, loading settings, the host target."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.text import Text
+
+from gocaas.errors import ExitCode
+from gocaas.settings import Settings
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+_MACHINES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "i686": "386",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def host_target() -> str:
+    return (
+        f"{sys.platform.removesuffix('32')}/{_MACHINES.get(platform.machine().lower(), platform.machine())}"
+    )
+
+
+def fail(message: str, code: int = ExitCode.BAD_INPUT, *, as_json: bool = False) -> typer.Exit:
+    """Say what was wrong (and, for --json, say it on stdout too, in the report's failure shape)."""
+    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False)
+    if as_json:
+        failure = {"class": "user", "kind": "bad_input", "stage": None, "message": message, "diagnostics": []}
+        sys.stdout.write(json.dumps({"status": "failed", "exit_code": code, "failure": failure}) + "\n")
+    return typer.Exit(code)
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "input"
+        parts.append(f"{field}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def load(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise fail(f"bad settings: {validation_message(exc)}") from None

@@ -1,0 +1,83 @@
+"""One `go test -json` invocation: its arguments from typed options only, its event stream parsed as it
+comes (each finished package goes to the live view), and what the go command said when nothing parsed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gocaas.go.runner import CommandResult
+from gocaas.go.testjson import PackageRun, TestStreamParser
+from gocaas.pipeline.events import PackageTested
+from gocaas.pipeline.stage import BuildContext
+from gocaas.spec import TestOptions, TestTier
+from gocaas.stages.gocmd import go
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What varies between the main run and a re-run."""
+
+    packages: tuple[str, ...]
+    run: str | None = None
+    count: int | None = None
+    coverprofile: Path | None = None
+    shuffle: str = "off"
+
+
+def go_test_args(options: TestOptions, tier: TestTier, p: int, parallel: int, call: Invocation) -> list[str]:
+    """The argument list; every value is a validated field, and each is passed as `-flag=value` so that
+    no value can ever be read as a flag of its own."""
+    timeout = options.timeout or tier.timeout
+    args = [
+        "test",
+        "-json",
+        f"-p={tier.p or p}",
+        f"-parallel={tier.parallel or parallel}",
+        f"-timeout={max(1, int(timeout))}s",
+        f"-shuffle={call.shuffle}",
+    ]
+    if tier.tags:
+        args.append("-tags=" + ",".join(tier.tags))
+    if options.race:
+        args.append("-race")
+    if call.count is not None:
+        args.append(f"-count={call.count}")
+    if call.run is not None:
+        args.append(f"-run={call.run}")
+    if call.coverprofile is not None:
+        args += [
+            f"-coverprofile={call.coverprofile}",
+            "-covermode=atomic" if options.race else "-covermode=set",
+        ]
+        if options.coverpkg_all:
+            args.append("-coverpkg=./...")
+    for package in call.packages:
+        if package.startswith("-"):
+            raise ValueError(f"refusing a package argument that looks like a flag: {package!r}")
+    return [*args, *call.packages]
+
+
+def run_go_test(
+    ctx: BuildContext, args: Sequence[str], *, cgo: bool, timeout: float
+) -> tuple[list[PackageRun], str, CommandResult]:
+    """Run go test, streaming finished packages to the sink. Returns (packages, stray output, result)."""
+    parser = TestStreamParser()
+    sink_stage = ctx.log.stage
+
+    def on_stdout(line: str) -> None:
+        for run in parser.feed(line):
+            passed = sum(t.status == "pass" for t in run.tests)
+            failed = sum(t.status == "fail" for t in run.tests)
+            skipped = sum(t.status == "skip" for t in run.tests)
+            state = "none" if run.no_test_files else run.status
+            ctx.log.event(
+                PackageTested(
+                    sink_stage, run.package, state, passed, failed, skipped, run.duration_s, run.cached
+                )
+            )
+
+    result = go(ctx, args, check=False, cgo=cgo, on_stdout=on_stdout, timeout=timeout)
+    runs = parser.finish()
+    return runs, parser.stray_output, result

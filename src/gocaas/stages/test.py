@@ -1,0 +1,218 @@
+"""Stage: go test — per-test results, JUnit, coverage, flaky re-runs, quarantine, shuffle, tiers, affected
+packages. Between vet and build in `gocaas build`; alone in `gocaas test`."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from gocaas.errors import BadInput, UserCodeError
+from gocaas.go.diagnostics import parse_diagnostics
+from gocaas.go.gomod import module_path
+from gocaas.go.testjson import PackageRun, to_results
+from gocaas.pipeline.classify import classify
+from gocaas.pipeline.stage import BuildContext, Skip
+from gocaas.quarantine import load as load_quarantine
+from gocaas.report.junit import write_junit
+from gocaas.report.tests import PackageResult, PackageState, TestReport, TestResult, TestState
+from gocaas.resources import available_memory, plan_test_parallelism
+from gocaas.spec import FlakyPolicy, TestTier
+from gocaas.stages.gocmd import SourceResult, ToolchainResult
+from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
+from gocaas.stages.reruns import failed_top_level, rerun_failures
+from gocaas.stages.testfiles import coverage_report, record_history, select_packages, summarize
+
+JUNIT_NAME = "junit.xml"
+
+
+@dataclass(frozen=True)
+class TestStageResult:
+    __test__ = False
+    report: TestReport
+
+
+def select_tiers(configured: tuple[TestTier, ...], wanted: tuple[str, ...]) -> list[TestTier]:
+    if not wanted:
+        return [tier for tier in configured if tier.default]
+    by_name = {tier.name: tier for tier in configured}
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise BadInput(
+            f"unknown test tier {', '.join(unknown)}; configured: {', '.join(by_name) or 'none'}",
+            kind="bad_input",
+        )
+    return [by_name[name] for name in wanted]
+
+
+def require_c_compiler() -> None:
+    if not (
+        shutil.which("gcc", path="/usr/local/bin:/usr/bin:/bin")
+        or shutil.which("clang", path="/usr/local/bin:/usr/bin:/bin")
+    ):
+        raise BadInput("--race needs cgo and a C compiler (gcc or clang), and none is installed")
+
+
+class TestStage:
+    name: ClassVar[str] = "test"
+
+    def run(self, ctx: BuildContext) -> TestStageResult:
+        options = ctx.spec.options.tests
+        if not options.enabled:
+            raise Skip("turned off (--no-test)")
+        workspace = ctx.need(SourceResult).workspace
+        quarantine = load_quarantine(workspace.root)
+        tiers = select_tiers(ctx.settings.test_tiers, options.tiers)
+        if options.race:
+            require_c_compiler()
+        cgo = ctx.spec.options.cgo or options.race
+        packages, not_run = select_packages(ctx, workspace)
+        p, parallel = plan_test_parallelism(ctx.settings.effective_cores(), available_memory())
+        ctx.log.line(
+            f"go test -p {p} -parallel {parallel} ({ctx.settings.effective_cores()} CPUs, "
+            f"{available_memory() // 2**20} MiB available), tiers: {', '.join(t.name for t in tiers)}"
+        )
+        profiles = []
+        runs: list[PackageRun] = []
+        for tier in tiers:
+            if packages == ():
+                break
+            profile = ctx.dirs.tmp / f"cover-{tier.name}.out" if options.coverage else None
+            call = Invocation(
+                packages=packages or tier.packages,
+                count=options.count,
+                run=options.run,
+                coverprofile=profile,
+                shuffle=options.shuffle,
+            )
+            tier_runs, stray, result = run_go_test(
+                ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
+            )
+            if not result.ok and not tier_runs:
+                # go test failed before running anything: go.mod, a compile error outside tests, ...
+                raise classify(result, stage="test", module_root=workspace.root)
+            if stray.strip():
+                ctx.log.line(stray.rstrip())
+            runs += tier_runs
+            if profile is not None and profile.exists():
+                profiles.append(profile)
+        package_results, tests = to_results(runs)
+        tests = [
+            t.model_copy(update={"quarantined": quarantine.matches(t.package, t.name)})
+            if t.state is TestState.FAILED
+            else t
+            for t in tests
+        ]
+
+        failing = failed_top_level(tests)
+        total_failing = sum(len(names) for names in failing.values())
+        if failing and options.reruns:
+            if total_failing > options.rerun_threshold:
+                ctx.log.note(
+                    f"{total_failing} tests failed, more than {options.rerun_threshold}: not re-run "
+                    "(a broken build, not flakiness)"
+                )
+            else:
+                tests, invocations = rerun_failures(
+                    tests,
+                    options.reruns,
+                    lambda pkg, names: self._run_alone(ctx, tiers[0], p, parallel, pkg, names, cgo),
+                )
+                ctx.log.line(f"re-ran failed tests in {invocations} go test runs")
+        package_results = _clear_flaky_packages(package_results, tests)
+
+        coverage = coverage_report(ctx, profiles) if options.coverage else None
+        if coverage is not None:
+            package_results = [
+                p.model_copy(update={"coverage_percent": coverage.packages.get(p.package)})
+                for p in package_results
+            ]
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        toolchain = ctx.need(ToolchainResult).toolchain
+        junit = write_junit(
+            ctx.out_dir / JUNIT_NAME,
+            package_results,
+            tests,
+            properties={"go.version": str(toolchain.version), "build.id": ctx.build_id},
+        )
+        report = TestReport(
+            summary=summarize(package_results, tests, not_run),
+            packages=package_results,
+            tests=tests,
+            coverage=coverage,
+            junit_path=str(junit),
+            shuffle=options.shuffle,
+        )
+        ctx.publish(TestStageResult(report))
+        record_history(ctx, module_path(workspace.root), tests)
+        self._verdict(report, options.flaky, workspace.root)
+        return TestStageResult(report)
+
+    @staticmethod
+    def _run_alone(
+        ctx: BuildContext, tier: TestTier, p: int, parallel: int, package: str, names: list[str], cgo: bool
+    ) -> list[PackageRun]:
+        options = ctx.spec.options.tests
+        call = Invocation(
+            packages=(package,), run="^(" + "|".join(names) + ")$", count=1, shuffle=options.shuffle
+        )
+        runs, _, _ = run_go_test(
+            ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
+        )
+        return runs
+
+    @staticmethod
+    def _verdict(report: TestReport, flaky: FlakyPolicy, root: Path) -> None:
+        summary = report.summary
+        broken = [
+            p
+            for p in report.packages
+            if p.state is PackageState.FAILED and p.failure_kind in ("build_failed", "testmain_exit")
+        ]
+        if broken:
+            package = broken[0]
+            if package.failure_kind == "testmain_exit":
+                raise UserCodeError(f"{package.package} has a TestMain that exited non-zero:\n"
+                                    f"{package.output[-2000:]}", kind="testmain_failed")
+            diagnostics = parse_diagnostics(package.output, root)
+            # A compile error in the package itself is a compile error; one only in its tests is a test's.
+            in_tests = bool(diagnostics) and all(d.file.endswith("_test.go") for d in diagnostics)
+            what = "does not compile its tests" if in_tests else "does not compile"
+            raise UserCodeError(
+                f"{package.package} {what}:\n{package.output[-2000:]}",
+                kind="test_build_failed" if in_tests else "compile_error", diagnostics=diagnostics,
+            )
+        blocking = [t for t in report.tests if t.state is TestState.FAILED and not t.quarantined]
+        unnamed = [
+            p
+            for p in report.packages
+            if p.state is PackageState.FAILED
+            and not any(t.package == p.package and t.state is TestState.FAILED for t in report.tests)
+        ]
+        if blocking or unnamed:
+            kinds = {t.failure_kind for t in blocking} | {p.failure_kind for p in unnamed}
+            kind = (
+                "test_timeout" if "timeout" in kinds else "test_panic" if "panic" in kinds else "test_failed"
+            )
+            names = [f"{t.package} {t.name} ({t.failure_kind})" for t in blocking if "/" not in t.name]
+            names += [f"{p.package} ({p.failure_kind})" for p in unnamed]
+            raise UserCodeError(f"{summary.failed} tests failed: " + "; ".join(names[:20]), kind=kind)
+        if flaky is FlakyPolicy.FAIL and summary.flaky:
+            raise UserCodeError(f"{summary.flaky} flaky tests (--flaky=fail)", kind="flaky_test")
+
+
+def _clear_flaky_packages(packages: list[PackageResult], tests: list[TestResult]) -> list[PackageResult]:
+    """A package whose every failure turned out flaky passed after all."""
+    cleared = []
+    for package in packages:
+        mine = [t for t in tests if t.package == package.package]
+        if (
+            package.state is PackageState.FAILED
+            and package.failure_kind in ("failed", "panic")
+            and any(t.state is TestState.FLAKY for t in mine)
+            and not any(t.state is TestState.FAILED for t in mine)
+        ):
+            package = package.model_copy(update={"state": PackageState.PASSED, "failure_kind": None})
+        cleared.append(package)
+    return cleared

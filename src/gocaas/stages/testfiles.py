@@ -1,0 +1,122 @@
+"""The test stage's helpers that are not about running go test: which packages to run (--changed-since),
+the coverage report, the summary, and the flaky history in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gocaas.go.affected import affected_packages, parse_go_list_json
+from gocaas.go.env import go_environ
+from gocaas.go.gomod import module_path
+from gocaas.pipeline.stage import BuildContext
+from gocaas.report.coverage import (
+    coverage_percentages,
+    merge_profiles,
+    parse_profile,
+    render_html,
+    write_profile,
+)
+from gocaas.report.tests import (
+    CoverageReport,
+    PackageResult,
+    PackageState,
+    SkippedPackage,
+    SlowTest,
+    TestResult,
+    TestState,
+    TestSummary,
+)
+from gocaas.source import Workspace
+from gocaas.stages.gocmd import SourceResult, ToolchainResult, go
+from gocaas.store import StoreUnavailable, TestHistoryRepo, TestOutcome, open_store
+
+COVERAGE_PROFILE = "coverage.out"
+COVERAGE_HTML = "coverage.html"
+SLOWEST = 10
+
+
+def select_packages(
+    ctx: BuildContext, workspace: Workspace
+) -> tuple[tuple[str, ...] | None, list[SkippedPackage]]:
+    """With --changed-since: the module's packages whose files or dependencies changed, and why the others
+    were left out. Without it: (None, []) — every tier runs its own patterns."""
+    since = ctx.spec.source.changed_since
+    if since is None or workspace.changed_files is None:
+        return None, []
+    listed = go(ctx, ["list", "-e", "-deps", "-test", "-json", "./..."]).stdout
+    selected, skipped = affected_packages(
+        parse_go_list_json(listed),
+        workspace.changed_files,
+        module_path(workspace.root),
+        workspace.root,
+        since=since,
+        log=ctx.log.line,
+    )
+    ctx.log.note(
+        f"--changed-since {since}: {len(workspace.changed_files)} files changed, "
+        f"{len(selected)} packages to test, {len(skipped)} left out"
+    )
+    not_run = [SkippedPackage(package=package, reason=reason) for package, reason in sorted(skipped.items())]
+    return tuple(selected), not_run
+
+
+def coverage_report(ctx: BuildContext, profiles: list[Path]) -> CoverageReport:
+    """One merged profile from every tier, percentages, and go tool cover's HTML, in the output directory."""
+    out = ctx.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    merged = (
+        merge_profiles(parse_profile(p.read_text(encoding="utf-8")) for p in profiles) if profiles else None
+    )
+    if merged is None:
+        return CoverageReport(total_percent=0.0, packages={})
+    profile_path = out / COVERAGE_PROFILE
+    write_profile(merged, profile_path)
+    total, per_package = coverage_percentages(merged)
+    html = out / COVERAGE_HTML
+    toolchain = ctx.need(ToolchainResult).toolchain
+    env = go_environ(ctx.settings, toolchain.goroot, ctx.dirs, goflags=("-mod=readonly",), goproxy="off")
+    root = ctx.need(SourceResult).workspace.root
+    render_html(toolchain.go, env, root, profile_path, html, timeout=min(300.0, ctx.remaining()))
+    ctx.log.line(f"coverage {total:.1f}% over {len(per_package)} packages")
+    return CoverageReport(
+        total_percent=total, packages=per_package, profile_path=str(profile_path), html_path=str(html)
+    )
+
+
+def summarize(
+    packages: list[PackageResult], tests: list[TestResult], not_run: list[SkippedPackage]
+) -> TestSummary:
+    counts = {state: sum(t.state is state for t in tests) for state in TestState}
+    top = sorted((t for t in tests if "/" not in t.name), key=lambda t: t.duration_s, reverse=True)[:SLOWEST]
+    return TestSummary(
+        total=len(tests),
+        passed=counts[TestState.PASSED],
+        failed=counts[TestState.FAILED],
+        skipped=counts[TestState.SKIPPED],
+        flaky=counts[TestState.FLAKY],
+        quarantined_failures=sum(t.state is TestState.FAILED and t.quarantined for t in tests),
+        packages_without_tests=[p.package for p in packages if p.state is PackageState.NO_TESTS],
+        slowest=[SlowTest(package=t.package, name=t.name, duration_s=t.duration_s) for t in top],
+        failures=[t for t in tests if t.state is TestState.FAILED],
+        not_run=not_run,
+    )
+
+
+def record_history(ctx: BuildContext, module: str, tests: list[TestResult]) -> None:
+    """Count runs, failures and flakes per test across builds. The history is a convenience: a store that
+    cannot be reached is said in the log, and never fails the build."""
+    outcomes = [
+        TestOutcome(t.package, t.name, failed=t.state is TestState.FAILED, flaky=t.state is TestState.FLAKY)
+        for t in tests
+        if t.state is not TestState.SKIPPED
+    ]
+    if not outcomes:
+        return
+    try:
+        store = open_store(ctx.settings.db_url)
+        try:
+            TestHistoryRepo(store).record(module, outcomes)
+        finally:
+            store.close()
+    except StoreUnavailable as exc:
+        ctx.log.line(f"flaky history not recorded: {exc.message}")
