@@ -217,13 +217,15 @@ def build_rows(args: argparse.Namespace, workdir: Path, go: str, gocaas_cmd: lis
             base = [*gocaas_cmd, "build", str(module)]
 
             def gocaas_build(n: int, base: list[str] = base, outs: Path = outs) -> list[list[str]]:
-                return [[*base, "--out", str(outs / f"gocaas-{n}"), "--json", "--no-vet", *args.gocaas_arg]]
+                return [[*base, "--out", str(outs / f"gocaas-{n}"), "--json", "--no-vet", "--no-test",
+                         *args.gocaas_arg]]
 
             def gocaas_vet_build(n: int, base: list[str] = base, outs: Path = outs) -> list[list[str]]:
-                return [[*base, "--out", str(outs / f"gocaas-vet-{n}"), "--json", *args.gocaas_arg]]
+                return [[*base, "--out", str(outs / f"gocaas-vet-{n}"), "--json", "--no-test",
+                         *args.gocaas_arg]]
 
             build_gocaas = Contender(
-                "gocaas build DIR --out OUT --json --no-vet",
+                "gocaas build DIR --out OUT --json --no-vet --no-test",
                 gocaas_build,
                 gocaas_env(workdir / f"gocaas-home-{size}"),
             )
