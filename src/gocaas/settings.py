@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Test tiers (unit / integration / e2e ...): packages, build tags, timeout and parallelism of each.
     test_tiers: tuple[TestTier, ...] = (TestTier(name="unit"),)
 
+    reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
+
     database_url: str | None = Field(default=None, description="Default: SQLite in the data directory.")
 
     build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
@@ -110,6 +112,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home.absolute() / 'gocaas.db'}"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"
 
     @property
     def builds_dir(self) -> Path:

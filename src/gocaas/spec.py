@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -86,6 +86,8 @@ _TIER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 class TestOptions(Frozen):
     """How the test stage runs `go test`. Each field becomes one typed go test flag, never free text."""
 
+    __test__: ClassVar[bool] = False  # not a pytest class
+
     enabled: bool = True
     coverage: bool = Field(default=False, description="-coverprofile; merged profile, percentages, HTML.")
     coverpkg_all: bool = Field(default=False, description="-coverpkg=./... (cover every package).")
@@ -127,6 +129,8 @@ class TestOptions(Frozen):
 class TestTier(Frozen):
     """A tier of tests (settings): its packages, build tags, timeout and parallelism."""
 
+    __test__: ClassVar[bool] = False  # not a pytest class
+
     name: Annotated[str, Field(pattern=_TIER_RE.pattern)]
     packages: tuple[str, ...] = ("./...",)
     tags: tuple[str, ...] = ()
@@ -163,6 +167,9 @@ class BuildOptions(Frozen):
     strip: bool = Field(default=False, description="Link with -s -w.")
     archives: ArchiveFormat | None = None
     tests: TestOptions = TestOptions()
+    reuse: bool = Field(
+        default=True, description="Reuse an identical earlier build's result (not itself a key input)."
+    )
 
     @field_validator("version")
     @classmethod

@@ -23,6 +23,7 @@ ReportFile = Annotated[Path | None, typer.Option("--report", help="Write the JSO
 Cgo = Annotated[bool, typer.Option(help="Build with CGO_ENABLED=1.")]
 Timeout = Annotated[float | None, typer.Option(help="Seconds for the whole build.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show go's output as it comes.")]
+Reuse = Annotated[bool, typer.Option(help="Reuse an identical earlier build's result (the result cache).")]
 KeepWorkspace = Annotated[bool, typer.Option(help="Keep the private workspace after the build.")]
 
 Coverage = Annotated[bool, typer.Option(help="Coverage: merged coverage.out, percentages, coverage.html.")]

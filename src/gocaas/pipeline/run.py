@@ -14,6 +14,7 @@ from pathlib import Path
 from gocaas.errors import ExitCode, GocaasError, InfraError
 from gocaas.go.env import BuildDirs
 from gocaas.pipeline.events import EventSink, StageFinished, StageStarted, discard
+from gocaas.pipeline.reuse import remember, reused_report
 from gocaas.pipeline.stage import BuildContext, Skip, Stage, StageLog
 from gocaas.report.model import BuildReport, BuildStatus, Failure, SourceInfo, StageRecord, StageStatus
 from gocaas.settings import Settings
@@ -22,6 +23,7 @@ from gocaas.stages.build import BuildResult, BuildStage
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
 from gocaas.stages.modules import ModulesStage
 from gocaas.stages.package import PackageResult, PackageStage
+from gocaas.stages.reuse import ResultHit, ResultKey, ReuseStage
 from gocaas.stages.source import SourceStage
 from gocaas.stages.test import TestStage, TestStageResult
 from gocaas.stages.toolchain import ToolchainStage
@@ -30,6 +32,7 @@ from gocaas.stages.vet import VetStage
 DEFAULT_STAGES: tuple[Stage, ...] = (
     SourceStage(),
     ToolchainStage(),
+    ReuseStage(),
     ModulesStage(),
     VetStage(),
     TestStage(),
@@ -38,7 +41,7 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
 )
 
 # `gocaas test`: go test runs a subset of vet itself, and nothing is linked or packaged.
-TEST_STAGES: tuple[Stage, ...] = (SourceStage(), ToolchainStage(), ModulesStage(), TestStage())
+TEST_STAGES: tuple[Stage, ...] = (SourceStage(), ToolchainStage(), ReuseStage(), ModulesStage(), TestStage())
 
 
 def new_build_id() -> str:
@@ -66,7 +69,19 @@ def run_build(
     exit_code = ExitCode.OK
     results: dict[type, object] = {}
 
+    names = [stage.name for stage in stages]
     for index, stage in enumerate(stages):
+        hit = results.get(ResultHit)
+        if hit is not None:
+            records.append(
+                StageRecord(
+                    name=stage.name,
+                    status=StageStatus.SKIPPED,
+                    skip_reason=f"reused build {hit.cached.document.get('build_id')}'s result",
+                )
+            )
+            sink(StageFinished(records[-1]))
+            continue
         if failure is not None:
             records.append(
                 StageRecord(
@@ -79,7 +94,7 @@ def run_build(
             continue
         log = StageLog(stage.name, dirs.logs / f"{index:02d}-{stage.name}.log", sink)
         ctx = BuildContext(
-            build_id, spec, settings, dirs, out_dir, start + settings.build_timeout, log, results
+            build_id, spec, settings, dirs, out_dir, start + settings.build_timeout, log, results, names
         )
         sink(StageStarted(stage.name))
         stage_start = time.monotonic()
@@ -119,7 +134,22 @@ def run_build(
         )
         sink(StageFinished(records[-1]))
 
-    report = _report(build_id, spec, results, records, failure, exit_code, started_at, start)
+    hit = results.get(ResultHit)
+    if isinstance(hit, ResultHit):
+        report = reused_report(
+            hit,
+            build_id=build_id,
+            out_dir=out_dir,
+            stages=records,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            duration_s=round(time.monotonic() - start, 3),
+        )
+    else:
+        report = _report(build_id, spec, results, records, failure, exit_code, started_at, start)
+        key = results.get(ResultKey)
+        if failure is None and isinstance(key, ResultKey):
+            remember(settings, key, report)
     (dirs.root / "report.json").write_text(report.to_json(), encoding="utf-8")
     if not keep_workspace:
         for path in (dirs.src, dirs.tmp, dirs.gopath, dirs.home, dirs.bin):

@@ -74,6 +74,7 @@ class BuildContext:
     deadline: float  # time.monotonic() by which the whole build must end
     log: StageLog
     results: dict[type, Any] = field(default_factory=dict)
+    stage_names: list[str] = field(default_factory=list)  # the pipeline this build runs, in order
 
     def publish(self, result: object) -> None:
         """Make a result available now, e.g. the test report of a stage that is about to fail."""

@@ -89,6 +89,9 @@ class BuildReport(_Model):
     checksums_file: str | None = None
     failure: Failure | None = None
     tests: TestReport | None = Field(default=None, description="The test stage's results, when it ran.")
+    reused_from: str | None = Field(
+        default=None, description="The earlier identical build whose result this is (result cache)."
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True)

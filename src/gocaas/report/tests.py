@@ -4,6 +4,7 @@ stage, read by the JUnit writer, the CLI view and (later) the server."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +14,8 @@ class _Model(BaseModel):
 
 
 class TestState(StrEnum):
+    __test__: ClassVar[bool] = False  # not a pytest class
+
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -21,6 +24,8 @@ class TestState(StrEnum):
 
 class TestResult(_Model):
     """One test or subtest (name "TestX/case"), after any re-runs."""
+
+    __test__: ClassVar[bool] = False  # not a pytest class
 
     package: str
     name: str
@@ -67,6 +72,8 @@ class SkippedPackage(_Model):
 
 
 class TestSummary(_Model):
+    __test__: ClassVar[bool] = False  # not a pytest class
+
     total: int = 0
     passed: int = 0
     failed: int = 0
@@ -87,6 +94,8 @@ class CoverageReport(_Model):
 
 
 class TestReport(_Model):
+    __test__: ClassVar[bool] = False  # not a pytest class
+
     summary: TestSummary
     packages: list[PackageResult] = Field(default_factory=list)
     tests: list[TestResult] = Field(default_factory=list)
