@@ -45,7 +45,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, proxy: Path) -> Settings:
     home = tmp_path_factory.mktemp("gocaas-home")
     # Most tests are about what go does, so identical builds are not answered from the result cache here;
     # the tests of the result cache turn it on in their own data directory.
-    return Settings(home=home, goproxy=file_proxy_url(proxy), gosumdb="off", reuse_results=False, **FAST_RETRIES)
+    return Settings(
+        home=home, goproxy=file_proxy_url(proxy), gosumdb="off", reuse_results=False, **FAST_RETRIES
+    )
 
 
 @pytest.fixture
