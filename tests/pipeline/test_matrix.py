@@ -45,6 +45,7 @@ def test_three_target_matrix(cli: CliFn, tmp_path: Path) -> None:
     assert [s["name"] for s in report["stages"]] == [
         "source",
         "toolchain",
+        "reuse",
         "modules",
         "vet",
         "test",

@@ -4,6 +4,7 @@ command reads is set here from Settings and typed BuildSpec fields, so nothing f
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,35 +26,53 @@ _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 @dataclass(frozen=True)
 class BuildDirs:
-    """The per-build directories a go command sees as HOME, TMPDIR and GOPATH."""
+    """Where one build keeps things. `root` is the build's own record (logs, report, inputs); `work` holds
+    what the go command sees (the source, HOME, TMPDIR, GOPATH, the binaries): the build's own directory,
+    or the project's stable workspace, so that paths go hashes stay the same from build to build."""
 
     root: Path
+    work: Path | None = None
+
+    @property
+    def _work(self) -> Path:
+        return self.work or self.root
+
+    @property
+    def incoming(self) -> Path:
+        return self._work / "incoming"
 
     @property
     def src(self) -> Path:
-        return self.root / "src"
+        return self._work / "src"
 
     @property
     def home(self) -> Path:
-        return self.root / "home"
+        return self._work / "home"
 
     @property
     def tmp(self) -> Path:
-        return self.root / "tmp"
+        return self._work / "tmp"
 
     @property
     def gopath(self) -> Path:
-        return self.root / "gopath"
+        return self._work / "gopath"
 
     @property
     def bin(self) -> Path:
-        return self.root / "bin"
+        return self._work / "bin"
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def scratch(self) -> tuple[Path, ...]:
+        """What a build may leave behind and the next one starts without."""
+        return (self.incoming, self.home, self.tmp, self.gopath, self.bin)
+
     def create(self) -> None:
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
         for path in (self.home, self.tmp, self.gopath, self.bin, self.logs):
             path.mkdir(parents=True, exist_ok=True)
 

@@ -16,6 +16,7 @@ from gocaas.go.env import BuildDirs
 from gocaas.pipeline.events import EventSink, StageFinished, StageStarted, discard
 from gocaas.pipeline.reuse import remember, reused_report
 from gocaas.pipeline.stage import BuildContext, Skip, Stage, StageLog
+from gocaas.pipeline.workspace import build_dirs, is_stable
 from gocaas.report.model import BuildReport, BuildStatus, Failure, SourceInfo, StageRecord, StageStatus
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
@@ -60,8 +61,25 @@ def run_build(
     keep_workspace: bool = False,
 ) -> BuildReport:
     build_id = build_id or new_build_id()
-    dirs = BuildDirs(settings.builds_dir / build_id)
-    dirs.create()
+    with build_dirs(settings, spec.source, build_id) as dirs:
+        dirs.create()
+        report = _run(spec, settings, dirs, out_dir, sink, build_id, stages)
+        if not keep_workspace:
+            # The stable workspace's src stays for the next build: that is its point.
+            for path in (*dirs.scratch, *(() if is_stable(dirs) else (dirs.src,))):
+                shutil.rmtree(path, ignore_errors=True)
+    return report
+
+
+def _run(
+    spec: BuildSpec,
+    settings: Settings,
+    dirs: BuildDirs,
+    out_dir: Path,
+    sink: EventSink,
+    build_id: str,
+    stages: Sequence[Stage],
+) -> BuildReport:
     started_at = datetime.now(UTC)
     start = time.monotonic()
     records: list[StageRecord] = []
@@ -151,9 +169,6 @@ def run_build(
         if failure is None and isinstance(key, ResultKey):
             remember(settings, key, report)
     (dirs.root / "report.json").write_text(report.to_json(), encoding="utf-8")
-    if not keep_workspace:
-        for path in (dirs.src, dirs.tmp, dirs.gopath, dirs.home, dirs.bin):
-            shutil.rmtree(path, ignore_errors=True)
     return report
 
 

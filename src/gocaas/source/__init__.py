@@ -12,7 +12,7 @@ from gocaas.errors import BadInput, InfraError
 from gocaas.settings import Settings
 from gocaas.source.archive import extract_archive, is_archive_name
 from gocaas.source.changes import changed_files
-from gocaas.source.digest import source_digest
+from gocaas.source.digest import digest_with_manifest, source_digest
 from gocaas.source.directory import copy_directory
 from gocaas.source.git import clone, looks_like_git_url
 from gocaas.source.workspace import Checkout, Workspace
@@ -44,8 +44,10 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
         checkout = extract_archive(Path(spec.location), dest, settings)
     else:
         checkout = clone(spec.location, spec.ref, dest, settings)
-    digest, file_count = source_digest(checkout.root)
-    return Workspace(checkout.root, digest, file_count, checkout.describe, checkout.commit, changed)
+    digest, manifest = digest_with_manifest(checkout.root)
+    return Workspace(
+        checkout.root, digest, len(manifest), checkout.describe, checkout.commit, changed, manifest
+    )
 
 
 def detect_kind(location: str) -> SourceKind:

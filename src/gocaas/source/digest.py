@@ -31,18 +31,28 @@ from gocaas.source.workspace import VCS_DIRS
 
 def source_digest(root: Path) -> tuple[str, int]:
     """Return ("sha256:<hex>", file_count) for the tree at `root`."""
+    digest, manifest = digest_with_manifest(root)
+    return digest, len(manifest)
+
+
+def digest_with_manifest(root: Path) -> tuple[str, dict[str, str]]:
+    """The digest, and each entry's own hash by relative path: "f:<x|->:<sha256 hex>" for a file,
+    "l:<target>" for a symlink (what the workspace sync and `gocaas cache explain` compare)."""
     entries = sorted(_walk(root, ""), key=lambda entry: entry[0])
     total = hashlib.sha256()
+    manifest: dict[str, str] = {}
     for rel, path, mode in entries:
         if stat.S_ISLNK(mode):
             target = os.readlink(path)  # noqa: PTH115 - Path.readlink would normalize the text
             total.update(b"l\0" + rel + b"\0" + os.fsencode(target))
+            manifest[os.fsdecode(rel)] = f"l:{target}"
         else:
             with path.open("rb") as handle:
                 content = hashlib.file_digest(handle, "sha256").digest()
             executable = b"x" if mode & stat.S_IXUSR else b"-"
             total.update(b"f\0" + rel + b"\0" + executable + b"\0" + content)
-    return "sha256:" + total.hexdigest(), len(entries)
+            manifest[os.fsdecode(rel)] = f"f:{executable.decode()}:{content.hex()}"
+    return "sha256:" + total.hexdigest(), manifest
 
 
 def _walk(directory: Path, prefix: str) -> Iterator[tuple[bytes, Path, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gocaas.errors import BadInput
@@ -36,6 +36,7 @@ class Workspace:
     describe: str | None
     commit: str | None
     changed_files: tuple[str, ...] | None = None
+    manifest: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

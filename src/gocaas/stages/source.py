@@ -1,11 +1,19 @@
-"""Stage: take the source into a private workspace and digest it."""
+"""Stage: take the source into the build's workspace and digest it.
+
+Intake always fills a fresh `incoming` directory (safe extraction, copy or clone); the result is then synced
+into the workspace's `src`, where unchanged files keep their identity and every file gets a modification
+time derived from its content (gocaas.source.stable), so go's test cache recognises unchanged inputs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from typing import ClassVar
 
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import intake
+from gocaas.source.stable import MANIFEST, sync_tree
 from gocaas.stages.gocmd import SourceResult
 
 
@@ -13,6 +21,16 @@ class SourceStage:
     name: ClassVar[str] = "source"
 
     def run(self, ctx: BuildContext) -> SourceResult:
-        workspace = intake(ctx.spec.source, ctx.dirs.src, ctx.settings)
-        ctx.log.line(f"workspace {workspace.root} ({workspace.file_count} files, {workspace.digest})")
+        incoming = ctx.dirs.incoming
+        shutil.rmtree(incoming, ignore_errors=True)
+        taken = intake(ctx.spec.source, incoming, ctx.settings)
+        # The module root (a tarball's top directory, say) becomes the workspace's src itself.
+        target = ctx.dirs.src
+        kept, written, removed = sync_tree(taken.root, target, taken.manifest, ctx.dirs.src.parent / MANIFEST)
+        shutil.rmtree(incoming, ignore_errors=True)
+        workspace = dataclasses.replace(taken, root=target)
+        ctx.log.line(
+            f"workspace {workspace.root} ({workspace.file_count} files, {workspace.digest}): "
+            f"{kept} unchanged, {written} written, {removed} removed"
+        )
         return SourceResult(workspace)

@@ -1,0 +1,94 @@
+"""A stable workspace per project, with file times derived from content, so go's test cache works across
+builds (issue #4): go keys the files a test reads by their absolute path, size, mode and modification time —
+not their content — so a fresh checkout at a new path, or with new mtimes, re-runs every such test.
+
+Each build takes its source into a fresh `incoming` directory as always (safe extraction, copy, clone), then
+syncs it into the project's `src`: unchanged files are left exactly as they were, changed and new files are
+moved in, anything else (say, a file an earlier build's test wrote) is removed. Every file's mtime is a time
+derived from its content hash (old, deterministic, different when the content differs), every directory's a
+fixed old time, so two builds of the same content present the same files at the same path to the go command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+# 2000-01-01 + up to ten years: far older than go's 2-second "too new to cache" cut-off.
+_BASE = 946684800
+_SPAN = 10 * 365 * 86400
+DIR_MTIME = _BASE
+MANIFEST = "manifest.json"
+
+
+def content_mtime(entry_hash: str) -> int:
+    return _BASE + int(hashlib.sha256(entry_hash.encode()).hexdigest()[:12], 16) % _SPAN
+
+
+def _load(path: Path) -> dict[str, list[object]]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        return loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _state(path: Path) -> list[object] | None:
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)]
+
+
+def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Path) -> tuple[int, int, int]:
+    """Make `target` hold exactly `incoming`'s entries (described by `manifest`), moving what changed.
+
+    `record` remembers what was written and how it looked on disk afterwards; a file whose entry hash or
+    on-disk state differs from the record is replaced. Returns (kept, written, removed).
+    """
+    before = _load(record)
+    target.mkdir(parents=True, exist_ok=True)
+    kept = written = removed = 0
+    # Remove what the new tree does not have (deepest first), including whatever a build left behind.
+    for dirpath, dirnames, filenames in os.walk(target, topdown=False):
+        base = Path(dirpath)
+        for name in [*filenames, *(d for d in dirnames if (base / d).is_symlink())]:
+            rel = (base / name).relative_to(target).as_posix()
+            if rel not in manifest:
+                (base / name).unlink()
+                removed += 1
+        for name in dirnames:
+            full = base / name
+            if not full.is_symlink() and full.is_dir() and not any(full.iterdir()):
+                rel = full.relative_to(target).as_posix()
+                if not any(path.startswith(rel + "/") for path in manifest):
+                    full.rmdir()
+    after: dict[str, list[object]] = {}
+    for rel, entry_hash in manifest.items():
+        dest = target / rel
+        remembered = before.get(rel)
+        if remembered is not None and remembered[0] == entry_hash and _state(dest) == remembered[1:]:
+            kept += 1
+            after[rel] = remembered
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        (incoming / rel).replace(dest)
+        if not entry_hash.startswith("l:"):
+            mtime = content_mtime(entry_hash)
+            os.utime(dest, (mtime, mtime))
+        written += 1
+        state = _state(dest)
+        after[rel] = [entry_hash, *(state or [])]
+    for dirpath, _, _ in os.walk(target):
+        os.utime(dirpath, (DIR_MTIME, DIR_MTIME))
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(after), encoding="utf-8")
+    tmp.replace(record)
+    return kept, written, removed
