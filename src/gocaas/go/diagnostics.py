@@ -49,7 +49,9 @@ def parse_diagnostics(output: str, module_root: Path, cwd: Path | None = None) -
     package: str | None = None
     for raw in output.splitlines():
         if raw.startswith("# "):
-            package = raw[2:].strip().strip("[]")
+            header = raw[2:].strip()
+            # "# pkg", "# [pkg]" (vet) or "# pkg [pkg.test]" (a test binary)
+            package = header[1:-1] if header.startswith("[") else header.split(" [", 1)[0]
             continue
         if raw.startswith("\t") and found:
             last = found[-1]

@@ -33,41 +33,47 @@ def failed_top_level(tests: list[TestResult]) -> dict[str, set[str]]:
 
 
 def rerun_failures(tests: list[TestResult], reruns: int, run_alone: RunAlone) -> tuple[list[TestResult], int]:
-    """Re-run failed tests; returns the updated results and how many re-runs of a package were made."""
+    """Re-run failed tests; returns the updated results and how many go test runs that took.
+
+    Results are kept by position, not name: with -count=N a test appears N times, and every attempt stays.
+    """
+    tests = list(tests)
     pending = failed_top_level(tests)
-    failures: dict[tuple[str, str], list[str]] = {
-        (t.package, t.name): [t.output] for t in tests if t.state is TestState.FAILED
-    }
-    by_key = {(t.package, t.name): t for t in tests}
+    failed = [i for i, t in enumerate(tests) if t.state is TestState.FAILED]
+    failures = {i: [tests[i].output] for i in failed}
     invocations = 0
     for attempt in range(2, reruns + 2):
         if not pending:
             break
         for package, names in list(pending.items()):
             invocations += 1
-            runs = run_alone(package, sorted(names))
-            outcome = {t.name: t for run in runs for t in run.tests}
+            reran = [t for run in run_alone(package, sorted(names)) for t in run.tests]
             for name in sorted(names):
-                again = outcome.get(name)
-                passed = again is not None and again.status == "pass"
-                for key, test in by_key.items():
-                    if key[0] != package or top_level(key[1]) != name or test.state is not TestState.FAILED:
+                tries = [t for t in reran if t.name == name]
+                passed = bool(tries) and all(t.status == "pass" for t in tries)
+                for i in failed:
+                    test = tests[i]
+                    if (
+                        test.package != package
+                        or top_level(test.name) != name
+                        or test.state is not TestState.FAILED
+                    ):
                         continue
                     if passed:
-                        by_key[key] = test.model_copy(
+                        tests[i] = test.model_copy(
                             update={
                                 "state": TestState.FLAKY,
                                 "attempts": attempt,
-                                "flaky_failures": failures[key],
+                                "flaky_failures": failures[i],
                                 "failure_kind": None,
                             }
                         )
                     else:
-                        rerun = outcome.get(key[1])
-                        failures[key].append(rerun.output if rerun else (again.output if again else ""))
-                        by_key[key] = test.model_copy(update={"attempts": attempt})
+                        again = next((t for t in reran if t.name == test.name), None)
+                        failures[i].append(again.output if again else "")
+                        tests[i] = test.model_copy(update={"attempts": attempt})
                 if passed:
                     names.discard(name)
             if not names:
                 del pending[package]
-    return list(by_key.values()), invocations
+    return tests, invocations

@@ -14,9 +14,17 @@ from gocaas.go.gomod import module_path
 from gocaas.go.testjson import PackageRun, to_results
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext, Skip
+from gocaas.quarantine import Quarantine
 from gocaas.quarantine import load as load_quarantine
 from gocaas.report.junit import write_junit
-from gocaas.report.tests import PackageResult, PackageState, TestReport, TestResult, TestState
+from gocaas.report.tests import (
+    PackageResult,
+    PackageState,
+    SkippedPackage,
+    TestReport,
+    TestResult,
+    TestState,
+)
 from gocaas.resources import available_memory, plan_test_parallelism
 from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
@@ -67,60 +75,72 @@ class TestStage:
         if options.race:
             require_c_compiler()
         cgo = ctx.spec.options.cgo or options.race
-        packages, not_run = select_packages(ctx, workspace)
+        selected, not_run = select_packages(ctx, workspace)
+        module = module_path(workspace.root)
         p, parallel = plan_test_parallelism(ctx.settings.effective_cores(), available_memory())
         ctx.log.line(
             f"go test -p {p} -parallel {parallel} ({ctx.settings.effective_cores()} CPUs, "
             f"{available_memory() // 2**20} MiB available), tiers: {', '.join(t.name for t in tiers)}"
         )
+        if selected is not None:
+            unclaimed = [pkg for pkg in selected if not any(in_tier(pkg, t, module) for t in tiers)]
+            not_run += [
+                SkippedPackage(package=pkg, reason="in none of the tiers that ran") for pkg in unclaimed
+            ]
         profiles = []
-        runs: list[PackageRun] = []
+        by_tier: list[tuple[TestTier, list[PackageResult], list[TestResult]]] = []
         for tier in tiers:
-            if packages == ():
-                break
+            packages = (
+                tier.packages
+                if selected is None
+                else tuple(pkg for pkg in selected if in_tier(pkg, tier, module))
+            )
+            if not packages:
+                continue
             profile = ctx.dirs.tmp / f"cover-{tier.name}.out" if options.coverage else None
             call = Invocation(
-                packages=packages or tier.packages,
+                packages=packages,
                 count=options.count,
                 run=options.run,
                 coverprofile=profile,
                 shuffle=options.shuffle,
             )
-            tier_runs, stray, result = run_go_test(
+            runs, stray, result = run_go_test(
                 ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
             )
-            if not result.ok and not tier_runs:
+            if not result.ok and not runs:
                 # go test failed before running anything: go.mod, a compile error outside tests, ...
                 raise classify(result, stage="test", module_root=workspace.root)
             if stray.strip():
                 ctx.log.line(stray.rstrip())
-            runs += tier_runs
             if profile is not None and profile.exists():
                 profiles.append(profile)
-        package_results, tests = to_results(runs)
-        tests = [
-            t.model_copy(update={"quarantined": quarantine.matches(t.package, t.name)})
-            if t.state is TestState.FAILED
-            else t
-            for t in tests
-        ]
+            tier_packages, tier_tests = to_results(runs)
+            by_tier.append((tier, tier_packages, mark_quarantined(tier_tests, quarantine)))
 
-        failing = failed_top_level(tests)
-        total_failing = sum(len(names) for names in failing.values())
-        if failing and options.reruns:
+        total_failing = sum(
+            len(names) for _, _, tests in by_tier for names in failed_top_level(tests).values()
+        )
+        if total_failing and options.reruns:
             if total_failing > options.rerun_threshold:
                 ctx.log.note(
                     f"{total_failing} tests failed, more than {options.rerun_threshold}: not re-run "
                     "(a broken build, not flakiness)"
                 )
             else:
-                tests, invocations = rerun_failures(
-                    tests,
-                    options.reruns,
-                    lambda pkg, names: self._run_alone(ctx, tiers[0], p, parallel, pkg, names, cgo),
-                )
-                ctx.log.line(f"re-ran failed tests in {invocations} go test runs")
-        package_results = _clear_flaky_packages(package_results, tests)
+                for index, (tier, tier_packages, tier_tests) in enumerate(by_tier):
+                    rerun, invocations = rerun_failures(
+                        tier_tests,
+                        options.reruns,
+                        lambda pkg, names, tier=tier: self._run_alone(
+                            ctx, tier, p, parallel, pkg, names, cgo
+                        ),
+                    )
+                    by_tier[index] = (tier, tier_packages, rerun)
+                    if invocations:
+                        ctx.log.line(f"re-ran failed tests of tier {tier.name} in {invocations} go test runs")
+        tests = [t for _, _, tier_tests in by_tier for t in tier_tests]
+        package_results = _clear_flaky_packages([pkg for _, pkgs, _ in by_tier for pkg in pkgs], tests)
 
         coverage = coverage_report(ctx, profiles) if options.coverage else None
         if coverage is not None:
@@ -173,15 +193,18 @@ class TestStage:
         if broken:
             package = broken[0]
             if package.failure_kind == "testmain_exit":
-                raise UserCodeError(f"{package.package} has a TestMain that exited non-zero:\n"
-                                    f"{package.output[-2000:]}", kind="testmain_failed")
+                raise UserCodeError(
+                    f"{package.package} has a TestMain that exited non-zero:\n{package.output[-2000:]}",
+                    kind="testmain_failed",
+                )
             diagnostics = parse_diagnostics(package.output, root)
             # A compile error in the package itself is a compile error; one only in its tests is a test's.
             in_tests = bool(diagnostics) and all(d.file.endswith("_test.go") for d in diagnostics)
             what = "does not compile its tests" if in_tests else "does not compile"
             raise UserCodeError(
                 f"{package.package} {what}:\n{package.output[-2000:]}",
-                kind="test_build_failed" if in_tests else "compile_error", diagnostics=diagnostics,
+                kind="test_build_failed" if in_tests else "compile_error",
+                diagnostics=diagnostics,
             )
         blocking = [t for t in report.tests if t.state is TestState.FAILED and not t.quarantined]
         unnamed = [
@@ -198,8 +221,53 @@ class TestStage:
             names = [f"{t.package} {t.name} ({t.failure_kind})" for t in blocking if "/" not in t.name]
             names += [f"{p.package} ({p.failure_kind})" for p in unnamed]
             raise UserCodeError(f"{summary.failed} tests failed: " + "; ".join(names[:20]), kind=kind)
-        if flaky is FlakyPolicy.FAIL and summary.flaky:
-            raise UserCodeError(f"{summary.flaky} flaky tests (--flaky=fail)", kind="flaky_test")
+        flaky_tests = [t for t in report.tests if t.state is TestState.FLAKY and not t.quarantined]
+        if flaky is FlakyPolicy.FAIL and flaky_tests:
+            names = ", ".join(f"{t.package} {t.name}" for t in flaky_tests[:10])
+            raise UserCodeError(f"{len(flaky_tests)} flaky tests (--flaky=fail): {names}", kind="flaky_test")
+
+
+def in_tier(package: str, tier: TestTier, module: str) -> bool:
+    """Whether an import path of the module falls under one of the tier's patterns (./..., ./x/..., ./x)."""
+    for pattern in tier.packages:
+        rel = pattern.removeprefix("./").rstrip("/")
+        if rel in ("...", ""):
+            if rel == "..." or package == module:
+                return True
+            continue
+        if rel.endswith("/..."):
+            base = f"{module}/{rel.removesuffix('/...')}"
+            if package == base or package.startswith(base + "/"):
+                return True
+        elif package == f"{module}/{rel}":
+            return True
+    return False
+
+
+def mark_quarantined(tests: list[TestResult], quarantine: Quarantine) -> list[TestResult]:
+    """Flag failed tests the quarantine list covers. A parent fails whenever a subtest does, so a parent
+    whose failed subtests are all quarantined is covered too (go does not say whether it also failed on
+    its own)."""
+    marked = [
+        t.model_copy(update={"quarantined": quarantine.matches(t.package, t.name)})
+        if t.state is TestState.FAILED
+        else t
+        for t in tests
+    ]
+    result = []
+    for test in marked:
+        if test.state is TestState.FAILED and not test.quarantined:
+            children = [
+                c
+                for c in marked
+                if c.package == test.package
+                and c.name.startswith(test.name + "/")
+                and c.state is TestState.FAILED
+            ]
+            if children and all(c.quarantined for c in children):
+                test = test.model_copy(update={"quarantined": True})
+        result.append(test)
+    return result
 
 
 def _clear_flaky_packages(packages: list[PackageResult], tests: list[TestResult]) -> list[PackageResult]:
