@@ -378,7 +378,7 @@ def test_test_file_that_does_not_compile(gotest: RunTests) -> None:
 
 
 def test_diagnostic_package_of_a_test_build_failure(gotest: RunTests) -> None:
-    """Regression (was a bug): go prints "# example.test/badtest/bad [example.test/badtest/bad.test]" above the
+    """Regression: go prints "# example.test/badtest/bad [example.test/badtest/bad.test]" above the
     errors, and gocaas/go/diagnostics.py parse_diagnostics takes `raw[2:].strip().strip("[]")`, which leaves
     "example.test/badtest/bad [example.test/badtest/bad.test" as the diagnostic's package."""
     report = gotest("badtest")
@@ -504,7 +504,7 @@ def test_count_passes_through(gotest: RunTests) -> None:
 
 
 def test_count_keeps_every_attempt_when_tests_are_rerun(gotest: RunTests) -> None:
-    """Regression (was a bug): stages/reruns.py rerun_failures keys results by (package, name) (`by_key`), so with
+    """Regression: stages/reruns.py rerun_failures keys results by (package, name) (`by_key`), so with
     -count=2 every second attempt of every test in the run is dropped as soon as one test is re-run: 5
     results instead of 10 here (with --reruns 0 there are 10)."""
     report = gotest("failing", count=2)
@@ -514,7 +514,7 @@ def test_count_keeps_every_attempt_when_tests_are_rerun(gotest: RunTests) -> Non
 
 
 def test_count_does_not_hide_a_failed_attempt(gotest: RunTests) -> None:
-    """Regression (was a bug): with -count=2 TestFlaky fails, then passes, in the same run; rerun_failures keeps
+    """Regression: with -count=2 TestFlaky fails, then passes, in the same run; rerun_failures keeps
     only the passing attempt, so the report shows no failed and no flaky test while the package stays
     failed: the build fails with "0 tests failed: example.test/flaky (failed)"."""
     report = gotest("flaky", count=2)
@@ -598,7 +598,7 @@ def test_unknown_tier_is_bad_input(gotest: RunTests, tiered: Settings) -> None:
 
 
 def test_rerun_uses_the_tier_the_test_ran_in(gotest: RunTests, tiered: Settings) -> None:
-    """Regression (was a bug): stages/test.py re-runs every failed test with `tiers[0]` (`self._run_alone(ctx,
+    """Regression: stages/test.py re-runs every failed test with `tiers[0]` (`self._run_alone(ctx,
     tiers[0], ...)`), so a test of a later tier is re-run without that tier's build tags (and timeout):
     go finds no such test, and a flaky integration test is reported as failed, failing the build."""
     report = gotest("flakytier", settings_=tiered, tiers=("unit", "integration"))
@@ -617,7 +617,7 @@ def test_flaky_test_in_a_single_tier_is_detected(gotest: RunTests, tiered: Setti
 
 
 def test_quarantined_flaky_test_does_not_fail_the_build(gotest: RunTests, tmp_path: Path) -> None:
-    """Regression (was a bug): a quarantined test "cannot fail the build" (quarantine.py), but stages/test.py
+    """Regression: a quarantined test "cannot fail the build" (quarantine.py), but stages/test.py
     _verdict raises flaky_test on `summary.flaky`, which counts quarantined flaky tests too."""
     module = tmp_path / "flaky"
     shutil.copytree(GOTEST / "flaky", module)
@@ -630,7 +630,7 @@ def test_quarantined_flaky_test_does_not_fail_the_build(gotest: RunTests, tmp_pa
 
 
 def test_quarantining_a_subtest_forgives_its_parent(gotest: RunTests, tmp_path: Path) -> None:
-    """Regression (was a bug): go reports a parent test as failed whenever a subtest fails, so with only the subtest
+    """Regression: go reports a parent test as failed whenever a subtest fails, so with only the subtest
     quarantined ("TestMulTable/threes", which quarantine.py documents as "one subtest"), stages/test.py
     _verdict still blocks on the parent TestMulTable: quarantining a subtest can never let the build pass."""
     module = tmp_path / "failing"
@@ -645,7 +645,7 @@ def test_quarantining_a_subtest_forgives_its_parent(gotest: RunTests, tmp_path: 
 def test_changed_since_keeps_to_the_tiers_packages(
     gotest: RunTests, settings: Settings, multi_repo: Path
 ) -> None:
-    """Regression (was a bug): stages/test.py runs `packages or tier.packages`, so with --changed-since every tier
+    """Regression: stages/test.py runs `packages or tier.packages`, so with --changed-since every tier
     runs every affected package, whatever its own `packages`: a tier of ./greeting/... runs cmd/shout."""
     lib_tier = settings.model_copy(
         update={"test_tiers": (TestTier(name="lib", packages=("./greeting/...",)),)}
