@@ -78,7 +78,7 @@ class FlakyPolicy(StrEnum):
     WARN = "warn"
 
 
-_SHUFFLE_RE = re.compile(r"^(on|off|-?[0-9]{1,20})$")
+_SHUFFLE_RE = re.compile(r"^(auto|on|off|-?[0-9]{1,20})$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 _TIER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -94,7 +94,11 @@ class TestOptions(Frozen):
     reruns: int = Field(default=2, ge=0, le=10, description="Re-runs of a failed test, alone.")
     rerun_threshold: int = Field(default=10, ge=0, description="More failures than this: no re-runs.")
     flaky: FlakyPolicy = FlakyPolicy.WARN
-    shuffle: str = Field(default="on", description='"on", "off", or a seed to replay an order.')
+    shuffle: str = Field(
+        default="auto",
+        description='"auto" (shuffle what changed since the last build, let go cache the rest), "on", "off", '
+        "or a seed to replay an order.",
+    )
     race: bool = False
     count: int | None = Field(default=None, ge=1, le=10_000)
     run: str | None = Field(default=None, description="-run REGEXP")
@@ -105,7 +109,7 @@ class TestOptions(Frozen):
     @classmethod
     def _valid_shuffle(cls, value: str) -> str:
         if not _SHUFFLE_RE.match(value):
-            raise ValueError(f"not a shuffle setting: {value!r} (on, off or an integer seed)")
+            raise ValueError(f"not a shuffle setting: {value!r} (auto, on, off or an integer seed)")
         return value
 
     @field_validator("run")

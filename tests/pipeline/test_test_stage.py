@@ -108,7 +108,7 @@ def cases(root: ET.Element) -> dict[str, ET.Element]:
 
 @pytest.fixture(scope="module")
 def passing(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
-    return run_tests(settings, GOTEST / "passing", tmp_path_factory.mktemp("passing"))
+    return run_tests(settings, GOTEST / "passing", tmp_path_factory.mktemp("passing"), shuffle="on")
 
 
 def test_passing_suite_counts_subtests_and_skips(passing: BuildReport) -> None:
@@ -140,6 +140,31 @@ def test_shuffle_on_records_each_packages_seed(passing: BuildReport) -> None:
     properties = {p.attrib["name"]: p.attrib["value"] for p in suite.iter("property")}
     assert properties["go.shuffle_seed"] == str(package.shuffle_seed)
     assert properties["go.version"] == passing.go_version
+
+
+def test_shuffle_auto_shuffles_what_changed_and_lets_go_cache_the_rest(
+    settings: Settings, tmp_path: Path
+) -> None:
+    src = tmp_path / "cover"
+    shutil.copytree(GOTEST.parent / "cover", src)
+
+    def run() -> dict[str, tuple[int | None, bool]]:
+        report = run_tests(settings, src, tmp_path / "out")  # the default: --shuffle auto
+        assert report.failure is None and report.tests is not None
+        assert report.tests.shuffle.startswith("auto:")
+        return {p.package.rsplit("/", 1)[-1]: (p.shuffle_seed, p.cached) for p in report.tests.packages
+                if p.state is PackageState.PASSED}
+
+    first = run()  # nothing earlier in this workspace: every package is new, so shuffled
+    assert all(seed is not None for seed, _ in first.values()), first
+    second = run()  # unchanged: unshuffled, so go can cache the results ...
+    assert all(seed is None for seed, _ in second.values()), second
+    third = run()  # ... and does
+    assert all(cached for _, cached in third.values()), third
+    calc = src / "calc" / "calc.go"
+    calc.write_text(calc.read_text() + "\n// changed\n")
+    fourth = run()  # calc changed: calc and text (which imports it) are shuffled and run again
+    assert fourth["calc"][0] is not None and not fourth["calc"][1]
 
 
 def test_junit_of_a_passing_suite(passing: BuildReport) -> None:

@@ -31,7 +31,12 @@ CoverpkgAll = Annotated[bool, typer.Option("--coverpkg-all", help="-coverpkg=./.
 Reruns = Annotated[int, typer.Option(min=0, max=10, help="Re-runs of each failed test, alone.")]
 RerunThreshold = Annotated[int, typer.Option(min=0, help="More failed tests than this: no re-runs.")]
 Flaky = Annotated[str, typer.Option(help="A flaky test (fails, then passes): fail or warn.")]
-Shuffle = Annotated[str, typer.Option(help="on, off, or a seed to replay an order.")]
+Shuffle = Annotated[
+    str,
+    typer.Option(
+        help="auto (shuffle what changed since the last build; go caches the rest), on, off, or a seed."
+    ),
+]
 Race = Annotated[bool, typer.Option(help="-race (needs cgo and a C compiler).")]
 Count = Annotated[int | None, typer.Option(min=1, max=10_000, help="-count N (1 disables go's test cache).")]
 Run = Annotated[str | None, typer.Option(help="-run REGEXP: only the tests it matches.")]

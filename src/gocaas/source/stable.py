@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 # 2000-01-01 + up to ten years: far older than go's 2-second "too new to cache" cut-off.
@@ -45,13 +46,23 @@ def _state(path: Path) -> list[object] | None:
     return [info.st_size, info.st_mtime_ns, stat.S_IFMT(info.st_mode)]
 
 
-def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Path) -> tuple[int, int, int]:
+@dataclass(frozen=True)
+class Synced:
+    kept: int
+    written: int
+    removed: int
+    changed: tuple[str, ...] | None  # paths written or removed; None when there was no earlier build here
+
+
+def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Path) -> Synced:
     """Make `target` hold exactly `incoming`'s entries (described by `manifest`), moving what changed.
 
     `record` remembers what was written and how it looked on disk afterwards; a file whose entry hash or
-    on-disk state differs from the record is replaced. Returns (kept, written, removed).
+    on-disk state differs from the record is replaced.
     """
+    first = not record.exists()
     before = _load(record)
+    changed: list[str] = []
     target.mkdir(parents=True, exist_ok=True)
     kept = written = removed = 0
     # Remove what the new tree does not have (deepest first), including whatever a build left behind.
@@ -62,6 +73,7 @@ def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Pa
             if rel not in manifest:
                 (base / name).unlink()
                 removed += 1
+                changed.append(rel)
         for name in dirnames:
             full = base / name
             if not full.is_symlink() and full.is_dir() and not any(full.iterdir()):
@@ -84,6 +96,7 @@ def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Pa
             mtime = content_mtime(entry_hash)
             os.utime(dest, (mtime, mtime))
         written += 1
+        changed.append(rel)
         state = _state(dest)
         after[rel] = [entry_hash, *(state or [])]
     for dirpath, _, _ in os.walk(target):
@@ -91,4 +104,4 @@ def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Pa
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(json.dumps(after), encoding="utf-8")
     tmp.replace(record)
-    return kept, written, removed
+    return Synced(kept, written, removed, None if first else tuple(sorted(changed)))

@@ -24,6 +24,8 @@ class ToolchainResult:
 @dataclass(frozen=True)
 class SourceResult:
     workspace: Workspace
+    # Files that differ from the previous build in this (stable) workspace; None: no previous build here.
+    changed_since_last: tuple[str, ...] | None = None
 
 
 # After the modules stage nothing may download behind its back (and go.mod/go.sum stay as they are).

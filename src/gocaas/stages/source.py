@@ -26,11 +26,11 @@ class SourceStage:
         taken = intake(ctx.spec.source, incoming, ctx.settings)
         # The module root (a tarball's top directory, say) becomes the workspace's src itself.
         target = ctx.dirs.src
-        kept, written, removed = sync_tree(taken.root, target, taken.manifest, ctx.dirs.src.parent / MANIFEST)
+        synced = sync_tree(taken.root, target, taken.manifest, ctx.dirs.src.parent / MANIFEST)
         shutil.rmtree(incoming, ignore_errors=True)
         workspace = dataclasses.replace(taken, root=target)
         ctx.log.line(
             f"workspace {workspace.root} ({workspace.file_count} files, {workspace.digest}): "
-            f"{kept} unchanged, {written} written, {removed} removed"
+            f"{synced.kept} unchanged, {synced.written} written, {synced.removed} removed"
         )
-        return SourceResult(workspace)
+        return SourceResult(workspace, synced.changed)

@@ -30,7 +30,7 @@ from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
 from gocaas.stages.reruns import failed_top_level, rerun_failures
-from gocaas.stages.testfiles import coverage_report, record_history, select_packages, summarize
+from gocaas.stages.testfiles import PackagePlan, coverage_report, plan_packages, record_history, summarize
 
 JUNIT_NAME = "junit.xml"
 
@@ -75,7 +75,9 @@ class TestStage:
         if options.race:
             require_c_compiler()
         cgo = ctx.spec.options.cgo or options.race
-        selected, not_run = select_packages(ctx, workspace)
+        changed_since_last = ctx.need(SourceResult).changed_since_last
+        plan = plan_packages(ctx, workspace, changed_since_last, options.shuffle)
+        selected, not_run = plan.selected, list(plan.not_run)
         module = module_path(workspace.root)
         p, parallel = plan_test_parallelism(ctx.settings.effective_cores(), available_memory())
         ctx.log.line(
@@ -88,35 +90,37 @@ class TestStage:
                 SkippedPackage(package=pkg, reason="in none of the tiers that ran") for pkg in unclaimed
             ]
         profiles = []
+        shuffled_count = unshuffled_count = 0
         by_tier: list[tuple[TestTier, list[PackageResult], list[TestResult]]] = []
         for tier in tiers:
-            packages = (
-                tier.packages
-                if selected is None
-                else tuple(pkg for pkg in selected if in_tier(pkg, tier, module))
-            )
-            if not packages:
-                continue
-            profile = ctx.dirs.tmp / f"cover-{tier.name}.out" if options.coverage else None
-            call = Invocation(
-                packages=packages,
-                count=options.count,
-                run=options.run,
-                coverprofile=profile,
-                shuffle=options.shuffle,
-            )
-            runs, stray, result = run_go_test(
-                ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
-            )
-            if not result.ok and not runs:
-                # go test failed before running anything: go.mod, a compile error outside tests, ...
-                raise classify(result, stage="test", module_root=workspace.root)
-            if stray.strip():
-                ctx.log.line(stray.rstrip())
-            if profile is not None and profile.exists():
-                profiles.append(profile)
-            tier_packages, tier_tests = to_results(runs)
-            by_tier.append((tier, tier_packages, mark_quarantined(tier_tests, quarantine)))
+            runs: list[PackageRun] = []
+            for number, (packages, shuffle) in enumerate(shuffle_groups(plan, tier, module, options.shuffle)):
+                profile = ctx.dirs.tmp / f"cover-{tier.name}-{number}.out" if options.coverage else None
+                call = Invocation(
+                    packages=packages,
+                    count=options.count,
+                    run=options.run,
+                    coverprofile=profile,
+                    shuffle=shuffle,
+                )
+                group_runs, stray, result = run_go_test(
+                    ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
+                )
+                if not result.ok and not group_runs:
+                    # go test failed before running anything: go.mod, a compile error outside tests, ...
+                    raise classify(result, stage="test", module_root=workspace.root)
+                if stray.strip():
+                    ctx.log.line(stray.rstrip())
+                if profile is not None and profile.exists():
+                    profiles.append(profile)
+                runs += group_runs
+                if shuffle == "off":
+                    unshuffled_count += len(group_runs)
+                else:
+                    shuffled_count += len(group_runs)
+            if runs:
+                tier_packages, tier_tests = to_results(runs)
+                by_tier.append((tier, tier_packages, mark_quarantined(tier_tests, quarantine)))
 
         total_failing = sum(
             len(names) for _, _, tests in by_tier for names in failed_top_level(tests).values()
@@ -162,7 +166,7 @@ class TestStage:
             tests=tests,
             coverage=coverage,
             junit_path=str(junit),
-            shuffle=options.shuffle,
+            shuffle=describe_shuffle(options.shuffle, shuffled_count, unshuffled_count),
         )
         ctx.publish(TestStageResult(report))
         record_history(ctx, module_path(workspace.root), tests)
@@ -175,7 +179,10 @@ class TestStage:
     ) -> list[PackageRun]:
         options = ctx.spec.options.tests
         call = Invocation(
-            packages=(package,), run="^(" + "|".join(names) + ")$", count=1, shuffle=options.shuffle
+            packages=(package,),
+            run="^(" + "|".join(names) + ")$",
+            count=1,
+            shuffle="off" if options.shuffle == "auto" else options.shuffle,
         )
         runs, _, _ = run_go_test(
             ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
@@ -225,6 +232,38 @@ class TestStage:
         if flaky is FlakyPolicy.FAIL and flaky_tests:
             names = ", ".join(f"{t.package} {t.name}" for t in flaky_tests[:10])
             raise UserCodeError(f"{len(flaky_tests)} flaky tests (--flaky=fail): {names}", kind="flaky_test")
+
+
+def shuffle_groups(
+    plan: PackagePlan, tier: TestTier, module: str, shuffle: str
+) -> list[tuple[tuple[str, ...], str]]:
+    """The go test runs of one tier: (packages, -shuffle value), one run unless --shuffle auto splits it."""
+    patterns = (
+        tier.packages
+        if plan.selected is None
+        else tuple(pkg for pkg in plan.selected if in_tier(pkg, tier, module))
+    )
+    if not patterns:
+        return []
+    if shuffle != "auto":
+        return [(patterns, shuffle)]
+    if plan.shuffled is None:
+        return [(patterns, "on")]  # no earlier build here: everything is new
+    if not plan.shuffled:
+        return [(patterns, "off")]  # nothing changed: go's test cache answers
+    explicit = [pkg for pkg in (plan.selected or plan.module_packages) if in_tier(pkg, tier, module)]
+    changed = tuple(pkg for pkg in explicit if pkg in plan.shuffled)
+    unchanged = tuple(pkg for pkg in explicit if pkg not in plan.shuffled)
+    return [(group, mode) for group, mode in ((changed, "on"), (unchanged, "off")) if group]
+
+
+def describe_shuffle(option: str, shuffled: int, unshuffled: int) -> str:
+    if option != "auto":
+        return option
+    return (
+        f"auto: {shuffled} packages shuffled (new or changed since the last build), {unshuffled} not "
+        "(unchanged: go's test cache applies)"
+    )
 
 
 def in_tier(package: str, tier: TestTier, module: str) -> bool:

@@ -3,6 +3,7 @@ the coverage report, the summary, and the flaky history in the store."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from gocaas.go.affected import affected_packages, parse_go_list_json
@@ -35,29 +36,68 @@ COVERAGE_HTML = "coverage.html"
 SLOWEST = 10
 
 
-def select_packages(
-    ctx: BuildContext, workspace: Workspace
-) -> tuple[tuple[str, ...] | None, list[SkippedPackage]]:
-    """With --changed-since: the module's packages whose files or dependencies changed, and why the others
-    were left out. Without it: (None, []) — every tier runs its own patterns."""
+@dataclass(frozen=True)
+class PackagePlan:
+    """Which packages run, and which of them are shuffled."""
+
+    selected: tuple[str, ...] | None  # --changed-since's selection; None: each tier's own patterns
+    not_run: list[SkippedPackage]
+    shuffled: frozenset[str] | None  # --shuffle auto: the packages to shuffle; None: the option decides
+    module_packages: tuple[str, ...]  # the module's packages, when go list was asked
+
+
+def plan_packages(
+    ctx: BuildContext, workspace: Workspace, changed_since_last: tuple[str, ...] | None, shuffle: str
+) -> PackagePlan:
+    """--changed-since: the module's packages whose files or dependencies changed since REF, and why the
+    others are left out. --shuffle auto: the packages affected by what changed since the last build in this
+    workspace are shuffled; the unchanged rest run unshuffled, so that go's test cache answers for them (go
+    never caches a shuffled run). Asks `go list -deps -test` only when one of them needs it."""
     since = ctx.spec.source.changed_since
-    if since is None or workspace.changed_files is None:
-        return None, []
-    listed = go(ctx, ["list", "-e", "-deps", "-test", "-json", "./..."]).stdout
-    selected, skipped = affected_packages(
-        parse_go_list_json(listed),
-        workspace.changed_files,
-        module_path(workspace.root),
-        workspace.root,
-        since=since,
-        log=ctx.log.line,
+    by_since = since is not None and workspace.changed_files is not None
+    by_change = shuffle == "auto" and bool(changed_since_last)
+    if not (by_since or by_change):
+        nothing_changed = shuffle == "auto" and changed_since_last is not None
+        return PackagePlan(None, [], frozenset() if nothing_changed else None, ())
+    entries = parse_go_list_json(go(ctx, ["list", "-e", "-deps", "-test", "-json", "./..."]).stdout)
+    module = module_path(workspace.root)
+    selected: tuple[str, ...] | None = None
+    not_run: list[SkippedPackage] = []
+    if by_since:
+        assert since is not None and workspace.changed_files is not None
+        chosen, skipped = affected_packages(
+            entries, workspace.changed_files, module, workspace.root, since=since, log=ctx.log.line
+        )
+        ctx.log.note(
+            f"--changed-since {since}: {len(workspace.changed_files)} files changed, "
+            f"{len(chosen)} packages to test, {len(skipped)} left out"
+        )
+        selected = tuple(chosen)
+        not_run = [
+            SkippedPackage(package=package, reason=reason) for package, reason in sorted(skipped.items())
+        ]
+    shuffled: frozenset[str] | None = None
+    if shuffle == "auto":
+        if changed_since_last is None:
+            shuffled = None
+        else:
+            affected, _ = affected_packages(
+                entries, changed_since_last, module, workspace.root, since="the last build"
+            )
+            shuffled = frozenset(affected)
+    packages = tuple(
+        sorted(
+            {
+                e["ImportPath"]
+                for e in entries
+                if not e.get("DepOnly")
+                and not e.get("ForTest")
+                and (e.get("Module") or {}).get("Path") == module
+                and not str(e.get("ImportPath", "")).endswith(".test")
+            }
+        )
     )
-    ctx.log.note(
-        f"--changed-since {since}: {len(workspace.changed_files)} files changed, "
-        f"{len(selected)} packages to test, {len(skipped)} left out"
-    )
-    not_run = [SkippedPackage(package=package, reason=reason) for package, reason in sorted(skipped.items())]
-    return tuple(selected), not_run
+    return PackagePlan(selected, not_run, shuffled, packages)
 
 
 def coverage_report(ctx: BuildContext, profiles: list[Path]) -> CoverageReport:
