@@ -20,6 +20,7 @@ from gocaas.stages.gocmd import SourceResult, ToolchainResult
 
 KEY_VERSION = 1
 INPUTS_FILE = "inputs.json"
+FILES_FILE = "files.json"  # each source file's own hash: what `gocaas cache explain` compares
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def key_inputs(ctx: BuildContext) -> dict[str, Any]:
     workspace = ctx.need(SourceResult).workspace
     toolchain = ctx.need(ToolchainResult).toolchain
     options = ctx.spec.options.model_dump(mode="json", exclude={"reuse"})
+    options["targets"] = [str(target) for target in ctx.spec.options.targets]
     return {
         "key_version": KEY_VERSION,
         "source_digest": workspace.digest,
@@ -71,6 +73,8 @@ class ReuseStage:
         (ctx.dirs.root / INPUTS_FILE).write_text(
             json.dumps({"key": key, **inputs}, indent=2), encoding="utf-8"
         )
+        files = ctx.need(SourceResult).workspace.manifest
+        (ctx.dirs.root / FILES_FILE).write_text(json.dumps(files, sort_keys=True), encoding="utf-8")
         if not (ctx.spec.options.reuse and ctx.settings.reuse_results):
             ctx.publish(ResultKey(key, inputs))
             raise Skip("turned off (--no-reuse or the reuse_results setting): building again")
