@@ -29,7 +29,6 @@ from gocaas.report.tests import (
 )
 from gocaas.source import Workspace
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, go
-from gocaas.store import StoreUnavailable, TestHistoryRepo, TestOutcome, open_store
 
 COVERAGE_PROFILE = "coverage.out"
 COVERAGE_HTML = "coverage.html"
@@ -145,6 +144,8 @@ def summarize(
 def record_history(ctx: BuildContext, module: str, tests: list[TestResult]) -> None:
     """Count runs, failures and flakes per test across builds. The history is a convenience: a store that
     cannot be reached is said in the log, and never fails the build."""
+    from gocaas.store import StoreUnavailable, TestHistoryRepo, TestOutcome, open_store  # SQLAlchemy: lazily
+
     outcomes = [
         TestOutcome(t.package, t.name, failed=t.state is TestState.FAILED, flaky=t.state is TestState.FLAKY)
         for t in tests

@@ -21,20 +21,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, exc, text
 from sqlalchemy.engine import URL, Connection
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration may be needed: it costs start-up time
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 from gocaas.store.engine import BEGIN_OPTION, StoreUnavailable, describe, parse_url, sqlite_path, translate
 
 __all__ = ["MIGRATIONS_DIR", "Migration", "alembic_config", "current_revision", "head_revision", "upgrade"]
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+# The newest revision in migrations/versions (a test checks it against Alembic's head). A database already
+# there is opened without loading Alembic at all.
+HEAD_REVISION: Final = "0001"
 
 # pg_advisory_xact_lock key of the store's migrations (any fixed bigint; "gocaas" in ASCII).
 _PG_LOCK_KEY: Final = 0x676F63616173
@@ -54,6 +58,8 @@ class Migration:
 
 def alembic_config(url: str | URL) -> Config:
     """An Alembic Config for the store's migrations and `url`, for Alembic's `command` functions."""
+    from alembic.config import Config
+
     parsed = parse_url(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -66,6 +72,8 @@ def alembic_config(url: str | URL) -> Config:
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(MIGRATIONS_DIR))
 
 
@@ -77,7 +85,19 @@ def head_revision() -> str:
 
 
 def _revision_of(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def _at_head(engine: Engine) -> bool:
+    """The cheap check: one query, no Alembic. Any doubt (no table yet, an error) means "look properly"."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except exc.DBAPIError:
+        return False
+    return rows == [HEAD_REVISION]
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -91,6 +111,10 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> Migration:
     """Migrate the database behind `engine` to the head revision, safely against concurrent openers."""
+    if _at_head(engine):
+        return Migration(HEAD_REVISION, HEAD_REVISION)
+    from alembic import command
+
     url = engine.url
     head = head_revision()
     try:
