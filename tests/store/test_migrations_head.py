@@ -4,4 +4,4 @@ from gocaas.store.migrate import HEAD_REVISION, head_revision
 
 
 def test_head_constant_is_alembics_head() -> None:
-    assert HEAD_REVISION == head_revision()
+    assert head_revision() == HEAD_REVISION

@@ -1,0 +1,265 @@
+"""The go command's own build cache against `gocaas cacheprog` (GOCACHEPROG over the local Store), in one run.
+
+    python bench/cache_bench.py [--repeats 15] [--packages 100] [--go-p N] [--no-cold] [--no-reference]
+
+Rows, each timed with time.perf_counter around the whole go command:
+
+    std cold   go build std: empty GOCACHE  vs  empty cacheprog store (and an empty, unused GOCACHE)
+    std warm   go build std again, --repeats times, the sides taking turns in rotating order; median (min)
+    m<N> cold  go build ./... of a generated N-package module (bench/genmodule.py), std already warm
+    m<N> warm  the same again, --repeats times
+
+Sides: `go` (the go command's own cache), `cacheprog` (gocaas, started the way gocaas starts it:
+gocaas.cache.command), and in warm rows `go-ref`: a minimal GOCACHEPROG written in Go (REFERENCE below, built
+here) that answers gets from the same store with a goroutine each. go-ref is the floor of the protocol
+itself: every get is a round trip through a pipe that the go command's own cache does not make.
+Both sides use GOFLAGS=-trimpath and CGO_ENABLED=0 as gocaas does, offline, with an explicit environment;
+cacheprog's per-process stats (GOCAAS_CACHEPROG_STATS) are summed to show what the store served.
+Target: warm `go build std` through cacheprog ≤ 1.15 x the go command's own cache (exit status 1 if missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from genmodule import generate
+from gocaas.cache.command import cacheprog_command
+
+TARGET = 1.15
+STAT_KEYS = ("gets", "hits", "misses", "puts", "errors")
+
+REFERENCE = """\
+// A minimal GOCACHEPROG over a gocaas store, read-only: the protocol's own cost, for comparison.
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type request struct {
+	ID       int64
+	Command  string
+	ActionID []byte
+}
+
+type response struct {
+	ID            int64
+	KnownCommands []string   `json:",omitempty"`
+	Miss          bool       `json:",omitempty"`
+	OutputID      []byte     `json:",omitempty"`
+	Size          int64      `json:",omitempty"`
+	Time          *time.Time `json:",omitempty"`
+	DiskPath      string     `json:",omitempty"`
+}
+
+func main() {
+	dir := os.Args[1]
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	enc := json.NewEncoder(out)
+	send := func(r *response) { mu.Lock(); enc.Encode(r); out.Flush(); mu.Unlock() }
+	send(&response{KnownCommands: []string{"get", "close"}})
+	dec := json.NewDecoder(bufio.NewReader(os.Stdin))
+	for {
+		var r request
+		if dec.Decode(&r) != nil {
+			return
+		}
+		if r.Command == "close" {
+			send(&response{ID: r.ID})
+			return
+		}
+		go func(r request) {
+			h := hex.EncodeToString(r.ActionID)
+			b, err := os.ReadFile(dir + "/actions/default/" + h[:2] + "/" + h)
+			f := strings.Fields(string(b))
+			if err != nil || len(f) != 4 {
+				send(&response{ID: r.ID, Miss: true})
+				return
+			}
+			out, _ := hex.DecodeString(f[1])
+			size, _ := strconv.ParseInt(f[2], 10, 64)
+			ns, _ := strconv.ParseInt(f[3], 10, 64)
+			path := dir + "/objects/" + f[1][:2] + "/" + f[1]
+			if st, err := os.Stat(path); err != nil || st.Size() != size {
+				send(&response{ID: r.ID, Miss: true})
+				return
+			}
+			t := time.Unix(0, ns)
+			send(&response{ID: r.ID, OutputID: out, Size: size, Time: &t, DiskPath: path})
+		}(r)
+	}
+}
+"""
+
+
+def base_env(work: Path) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(work / "home"),
+        "GOPROXY": "off",
+        "GOFLAGS": "-trimpath",
+        "GOTOOLCHAIN": "local",
+        "GOWORK": "off",
+        "GOENV": "off",
+        "GOTELEMETRY": "off",
+        "CGO_ENABLED": "0",
+        "GOMODCACHE": str(work / "gomodcache"),
+    }
+    return env | {name: os.environ[name] for name in ("TMPDIR", "LANG", "LC_ALL") if name in os.environ}
+
+
+class Side:
+    def __init__(
+        self, name: str, env: dict[str, str], go_flags: list[str], stats: Path | None = None
+    ) -> None:
+        self.name, self.env, self.go_flags, self.stats = name, env, go_flags, stats
+        self.times: dict[str, list[float]] = {}
+
+    def run(self, row: str, args: list[str], cwd: Path) -> None:
+        cmd = ["go", args[0], *self.go_flags, *args[1:]]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"{self.name}: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        self.times.setdefault(row, []).append(seconds)
+
+    def stats_lines(self) -> list[dict[str, int]]:
+        if self.stats is None or not self.stats.exists():
+            return []
+        return [json.loads(line) for line in self.stats.read_text().splitlines()]
+
+
+def timed(sides: list[Side], row: str, args: list[str], cwd: Path, repeats: int) -> dict[str, int]:
+    """Run every side `repeats` times, rotating who goes first; return cacheprog's summed counters."""
+    prog = next(s for s in sides if s.name == "cacheprog")
+    mark = len(prog.stats_lines())
+    for i in range(repeats):
+        for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+            side.run(row, args, cwd)
+        took = ", ".join(f"{s.name} {s.times[row][-1]:.3f} s" for s in sides)
+        print(f"  {row} {i + 1}/{repeats}: {took}", file=sys.stderr)
+    lines = prog.stats_lines()[mark:]
+    return {key: sum(line[key] for line in lines) // max(1, len(lines)) for key in STAT_KEYS}
+
+
+def build_reference(work: Path, env: dict[str, str]) -> Path:
+    src = work / "go-ref"
+    src.mkdir(exist_ok=True)
+    (src / "go.mod").write_text("module gocaas.bench/goref\n\ngo 1.21\n")
+    (src / "main.go").write_text(REFERENCE)
+    exe = src / "go-ref"
+    build_env = env | {"GOCACHE": str(work / "gocache-ref-build")}
+    subprocess.run(["go", "build", "-o", str(exe), "."], cwd=src, env=build_env, check=True)
+    return exe
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="warm runs per side (default 15)")
+    parser.add_argument("--packages", type=int, default=100, help="generated module size (default 100)")
+    parser.add_argument("--go-p", type=int, help="pass -p N to every go build (default: go's, the CPUs)")
+    parser.add_argument("--no-cold", action="store_true", help="reuse the caches in --workdir: no cold rows")
+    parser.add_argument("--no-reference", action="store_true", help="leave out the Go GOCACHEPROG")
+    parser.add_argument("--prog-arg", action="append", default=[], help="extra argument to gocaas cacheprog")
+    parser.add_argument("--workdir", type=Path, help="keep caches and the module here (default: a temp dir)")
+    parser.add_argument("--json-out", type=Path, help="also write every timing as JSON")
+    args = parser.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gocaas-cache-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return bench(args, work.resolve())
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, work: Path) -> int:
+    version = subprocess.run(["go", "version"], capture_output=True, text=True, check=True).stdout.strip()
+    print(f"{version}, {os.cpu_count()} CPUs, workdir {work}", file=sys.stderr)
+    (work / "home").mkdir(exist_ok=True)
+    store, env, flags = work / "store", base_env(work), ["-p", str(args.go_p)] if args.go_p else []
+    go = Side("go", env | {"GOCACHE": str(work / "gocache")}, flags)
+    prog_env = env | {"GOCACHE": str(work / "gocache-unused"), "GOCAAS_CACHEPROG_STATS": str(work / "stats")}
+    prog = Side("cacheprog", prog_env | {"GOCACHEPROG": cacheprog_command(store, extra=args.prog_arg)}, flags)
+    prog.stats = work / "stats"
+    print(f"GOCACHEPROG={prog.env['GOCACHEPROG']}", file=sys.stderr)
+    warm_sides = [go, prog]
+    if not args.no_reference:
+        ref = build_reference(work, env)
+        warm_sides.append(Side("go-ref", prog_env | {"GOCACHEPROG": f"{ref} {store}"}, flags))
+    module = generate(work / f"m{args.packages}", args.packages, overwrite=True)
+    m = f"m{args.packages}"
+    counters: dict[str, dict[str, int]] = {}
+    if not args.no_cold:
+        for path in (work / "gocache", work / "gocache-unused", store):
+            shutil.rmtree(path, ignore_errors=True)
+        print("  std cold (a minute or more) ...", file=sys.stderr)
+        counters["std cold"] = timed([go, prog], "std cold", ["build", "std"], work, 1)
+    counters["std warm"] = timed(warm_sides, "std warm", ["build", "std"], work, args.repeats)
+    if not args.no_cold:
+        counters[f"{m} cold"] = timed([go, prog], f"{m} cold", ["build", "./..."], module, 1)
+    else:
+        timed([go, prog], "warm-up", ["build", "./..."], module, 1)
+    counters[f"{m} warm"] = timed(warm_sides, f"{m} warm", ["build", "./..."], module, args.repeats)
+    return report(args, version, warm_sides, counters)
+
+
+def report(
+    args: argparse.Namespace, version: str, sides: list[Side], counters: dict[str, dict[str, int]]
+) -> int:
+    go, ref = sides[0], (sides[2] if len(sides) > 2 else None)
+    print(f"\n{version}, {os.cpu_count()} CPUs, -p {args.go_p or 'default'}, medians (min) in seconds")
+    head = f"{'row':<10} {'go':>14} {'cacheprog':>14} {'ratio':>6}"
+    print(
+        head + (f" {'go-ref':>14} {'ratio':>6} {'prog/ref':>8}" if ref else "") + "   cacheprog requests/run"
+    )
+    result: dict[str, object] = {"go_version": version, "target": TARGET, "go_p": args.go_p, "rows": {}}
+    std_ratio = 0.0
+    for row, c in counters.items():
+        med = {s.name: statistics.median(s.times[row]) for s in sides if row in s.times}
+        cell = {s.name: f"{med[s.name]:.3f} ({min(s.times[row]):.3f})" for s in sides if row in s.times}
+        ratio = med["cacheprog"] / med["go"]
+        std_ratio = ratio if row == "std warm" else std_ratio
+        line = f"{row:<10} {cell['go']:>14} {cell['cacheprog']:>14} {ratio:>5.2f}x"
+        if ref and "go-ref" in med:
+            vs_go, vs_ref = med["go-ref"] / med["go"], med["cacheprog"] / med["go-ref"]
+            line += f" {cell['go-ref']:>14} {vs_go:>5.2f}x {vs_ref:>7.2f}x"
+        elif ref:
+            line += " " * 38
+        print(f"{line}   {c['gets']} gets ({c['hits']} hits), {c['puts']} puts")
+        times = {s.name: s.times[row] for s in sides if row in s.times}
+        result["rows"][row] = {"seconds": times, "ratio_median": ratio, "cacheprog_stats": c}  # type: ignore[index]
+    verdict = "PASS" if std_ratio <= TARGET else "FAIL"
+    print(f"\ntarget: warm go build std through cacheprog ≤ {TARGET:.2f}x the go command's own cache: "
+          f"{std_ratio:.2f}x → {verdict}")  # fmt: skip
+    if ref:
+        floor = statistics.median(ref.times["std warm"]) / statistics.median(go.times["std warm"])
+        print(f"        (the Go reference GOCACHEPROG, the protocol's floor on this machine: {floor:.2f}x)")
+    result["verdict"] = verdict
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Keeping a Store within its size budget, and honest.
+
+- `usage(store)`: the bytes the store holds (sum of file sizes, as the go command counts its own cache: the
+  filesystem's block rounding is not counted).
+- `gc(store, max_size)`: evicts least-recently-used files (oldest mtime; a hit refreshes it, see store.py)
+  until the store holds at most max_size bytes, then drops action entries whose object is gone and temp
+  files left by killed writers. Files younger than `min_age_s` are never removed, so the budget is soft: the
+  store can exceed it by what was used within min_age_s. An object is removed by renaming it into tmp/,
+  checking that nobody refreshed it meanwhile (else it goes back) and unlinking it, so a get that refreshed it
+  in the meantime keeps it. One gc at a time per store (a lock file); others skip or wait.
+- `verify(store)`: rehashes every object and checks every entry, removing the corrupt ones.
+
+The shared usage estimate (`usage` file) lets every process decide cheaply whether a gc is due: each adds the
+bytes it wrote under a lock (see Store.flush_usage); gc rewrites it with the measured total.
+"""
+
+# The store's paths are str (see store.py), walked with os.scandir.
+# ruff: noqa: PTH103, PTH104, PTH105, PTH108, PTH110, PTH116, PTH118, PTH119, PTH123, PTH202
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from itertools import count
+
+from gocaas.cache.files import lock_file, unlink, unlock_file
+from gocaas.cache.store import CacheError, Store, _parse_entry
+
+LOW_WATER = 0.9  # an automatic gc brings the store down to this fraction of its budget
+_trash_seq = count()
+
+
+@dataclass
+class GCResult:
+    ran: bool = True  # False when another process held the gc lock and we did not wait
+    total_before: int = 0
+    total_after: int = 0
+    removed_objects: int = 0
+    removed_actions: int = 0
+    removed_tmp: int = 0
+    removed_bytes: int = 0
+    kept_young_bytes: int = 0  # bytes over budget that were too recently used to evict
+
+
+@dataclass
+class VerifyResult:
+    objects: int = 0
+    corrupt_objects: int = 0
+    actions: int = 0
+    bad_actions: int = 0
+    bytes: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+def _files(directory: str, depth: int) -> list[tuple[float, int, str]]:
+    """(mtime, size, path) of the regular files `depth` directory levels below directory."""
+    found: list[tuple[float, int, str]] = []
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                try:
+                    if depth > 0 and entry.is_dir(follow_symlinks=False):
+                        found.extend(_files(entry.path, depth - 1))
+                    elif depth == 0 and entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found.append((st.st_mtime, st.st_size, entry.path))
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def usage(store: Store) -> int:
+    """Bytes held in objects and action entries, measured."""
+    return sum(size for _, size, _ in _files(store.objects_dir, 1) + _files(store.actions_dir, 2))
+
+
+def _evict_object(store: Store, path: str, young: float) -> bool:
+    trash = f"{store.tmp_dir}/gc-{os.getpid()}-{next(_trash_seq)}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        try:
+            os.makedirs(store.tmp_dir, exist_ok=True)
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return False  # already gone
+    if os.stat(trash).st_mtime >= young:  # refreshed by a get since we looked: put it back
+        os.replace(trash, path)
+        return False
+    os.unlink(trash)
+    return True
+
+
+def gc(
+    store: Store, max_size: int | None = None, *, min_age_s: float | None = None, wait: bool = True
+) -> GCResult:
+    """Evict least-recently-used files until the store holds at most max_size (default store.max_size)."""
+    if store.read_only:
+        raise CacheError(f"the store {store.root} is open read-only")
+    budget = store.max_size if max_size is None else max_size
+    min_age = store.min_age_s if min_age_s is None else min_age_s
+    os.makedirs(store.root, exist_ok=True)
+    lock = lock_file(os.path.join(store.root, "gc.lock"), wait=wait)
+    if lock is None:
+        return GCResult(ran=False)
+    try:
+        now = time.time()
+        young = now - min_age
+        result = GCResult()
+        for mtime, _, path in _files(store.tmp_dir, 0):
+            if mtime < young and unlink(path):
+                result.removed_tmp += 1
+        objects = _files(store.objects_dir, 1)
+        actions = _files(store.actions_dir, 2)
+        total = result.total_before = sum(size for _, size, _ in objects) + sum(s for _, s, _ in actions)
+        is_object = {path for _, _, path in objects}
+        for mtime, size, path in sorted(objects + actions) if budget is not None else ():
+            if total <= budget:
+                break
+            if mtime >= young:
+                result.kept_young_bytes = total - budget
+                break
+            if path in is_object:
+                if not _evict_object(store, path, young):
+                    continue
+                result.removed_objects += 1
+            elif unlink(path):
+                result.removed_actions += 1
+            total -= size
+            result.removed_bytes += size
+        for mtime, size, path in actions:  # entries whose object is gone: evicted, or lost in a crash
+            if mtime < young and not _object_present(store, path) and unlink(path):
+                result.removed_actions += 1
+                total -= size
+                result.removed_bytes += size
+        result.total_after = total
+        store.set_usage(total)
+        store.over_budget = False
+        return result
+    finally:
+        unlock_file(lock)
+
+
+def _object_present(store: Store, action_path: str) -> bool:
+    try:
+        with open(action_path, "rb") as f:
+            entry = _parse_entry(f.read(256))
+    except FileNotFoundError:
+        return True  # removed meanwhile: nothing to do
+    return entry is not None and os.path.exists(store.path(entry.output_id))
+
+
+def verify(store: Store) -> VerifyResult:
+    """Rehash every object and check every action entry; remove what is corrupt (unless read-only)."""
+    result = VerifyResult()
+    sizes: dict[str, int] = {}
+    for _, size, path in _files(store.objects_dir, 1):
+        result.objects += 1
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except FileNotFoundError:
+            continue
+        if h.hexdigest() == os.path.basename(path):
+            sizes[path] = size
+            result.bytes += size
+            continue
+        result.corrupt_objects += 1
+        _remove(store, path, result)
+    for _, _, path in _files(store.actions_dir, 2):
+        result.actions += 1
+        try:
+            with open(path, "rb") as f:
+                entry = _parse_entry(f.read(256))
+        except FileNotFoundError:
+            continue
+        if entry is not None and _object_size(store, entry.output_id, sizes) == entry.size:
+            continue
+        result.bad_actions += 1  # unreadable, dangling, or naming a size its object does not have
+        _remove(store, path, result)
+    return result
+
+
+def _object_size(store: Store, output_id: bytes, verified: dict[str, int]) -> int | None:
+    path = store.path(output_id)
+    if path in verified:
+        return verified[path]
+    try:
+        return os.path.getsize(path)  # put after our scan: not rehashed, but not dangling either
+    except FileNotFoundError:
+        return None
+
+
+def _remove(store: Store, path: str, result: VerifyResult) -> None:
+    result.removed.append(path)
+    if not store.read_only:
+        unlink(path)

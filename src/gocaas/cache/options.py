@@ -1,0 +1,91 @@
+"""The flags of `gocaas cacheprog`, parsed without argparse (which costs milliseconds of start-up)."""
+
+from __future__ import annotations
+
+import os
+
+from gocaas.cache.stats import STATS_ENV
+from gocaas.cache.store import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_VERIFY_LIMIT,
+    MIN_AGE_S,
+    CacheError,
+    check_namespace,
+    default_cache_dir,
+)
+
+USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
+                        [--max-size SIZE] [--verify-limit SIZE] [--stats FILE]
+
+A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
+
+  --dir DIR           the store (default $GOCAAS_HOME/cache, GOCAAS_HOME defaulting to ~/.local/share/gocaas)
+  --namespace NS      action entries are scoped to NS; objects are shared (default: default)
+  --read-only         only get: the go command never sends put, and nothing in the store is written
+  --workers N         a pool of N threads for gets and puts when requests queue up (default 0: none)
+  --max-size SIZE     size budget, e.g. 10G, 500M (default 10G; 0 for none); past it, an LRU gc runs
+  --min-age SECONDS   gc never removes files used more recently than this (default 7200; see store.py)
+  --verify-limit SIZE rehash objects up to SIZE on every hit, bigger ones get a size check (default 64K)
+  --stats FILE        append one JSON line of counters on close (also: $GOCAAS_CACHEPROG_STATS)
+"""
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class Options:
+    __slots__ = ("dir", "max_size", "min_age", "namespace", "read_only", "stats", "verify_limit", "workers")
+
+    def __init__(self) -> None:
+        self.dir = ""
+        self.namespace = "default"
+        self.read_only = False
+        self.workers = 0
+        self.max_size: int | None = DEFAULT_MAX_SIZE
+        self.min_age = float(MIN_AGE_S)
+        self.verify_limit = DEFAULT_VERIFY_LIMIT
+        self.stats = os.environ.get(STATS_ENV, "")
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        return int(float(t[: len(t) - len(unit)]) * _UNITS[unit])
+    except ValueError:
+        raise ValueError(f"bad size {text!r}") from None
+
+
+_SETTERS = {
+    "--dir": lambda o, v: setattr(o, "dir", v),
+    "--namespace": lambda o, v: setattr(o, "namespace", check_namespace(v)),
+    "--workers": lambda o, v: setattr(o, "workers", int(v)),
+    "--max-size": lambda o, v: setattr(o, "max_size", parse_size(v) or None),
+    "--min-age": lambda o, v: setattr(o, "min_age", float(v)),
+    "--verify-limit": lambda o, v: setattr(o, "verify_limit", parse_size(v)),
+    "--stats": lambda o, v: setattr(o, "stats", v),
+}
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Parse the flags (no argparse: it costs start-up time). Raises ValueError with a message."""
+    opts = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if name == "--read-only" and not eq:
+            opts.read_only = True
+            continue
+        setter = _SETTERS.get(name)
+        if setter is None:
+            raise ValueError(f"unknown argument {arg!r}")
+        if not eq:
+            if not args:
+                raise ValueError(f"{name} needs a value")
+            value = args.pop(0)
+        try:
+            setter(opts, value)
+        except (ValueError, CacheError) as e:
+            raise ValueError(f"{name}: {e}") from None
+    opts.dir = opts.dir or default_cache_dir()
+    return opts

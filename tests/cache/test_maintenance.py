@@ -1,0 +1,153 @@
+"""Size budget and eviction, usage accounting, verify, and many processes sharing one store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import time
+from pathlib import Path
+
+from gocaas.cache import Store, gc, usage, verify
+from tests.cache.conftest import sha
+
+KB = 1024
+
+
+def _age(store: Store, namespace: str, action_id: bytes, seconds_ago: float) -> None:
+    entry = store.get(namespace, action_id)
+    assert entry is not None
+    when = time.time() - seconds_ago
+    for path in (store.path(entry.output_id), store.action_path(namespace, action_id)):
+        os.utime(path, (when, when))
+
+
+def _fill(store: Store, count: int, size: int = 10 * KB, start: int = 0) -> list[bytes]:
+    keys = []
+    for i in range(start, start + count):
+        body = bytes([i]) * size
+        key = sha(b"action %d" % i)
+        store.put("default", key, sha(body), body)
+        keys.append(key)
+    return keys
+
+
+def test_gc_holds_the_budget_and_keeps_recently_used(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    keys = _fill(store, 20)
+    for i, key in enumerate(keys):  # key 0 the oldest
+        _age(store, "default", key, 5 * 3600 - i * 60)
+    used = keys[:3]
+    for key in used:  # the three oldest are used again: a hit refreshes them
+        assert store.get("default", key) is not None
+    budget = 100 * KB
+    result = gc(store, budget)
+    assert result.total_before > 200 * KB
+    assert result.total_after <= budget
+    assert usage(store) == result.total_after
+    assert (tmp_path / "s" / "usage").read_text().strip() == str(result.total_after)
+    for key in used:
+        assert store.get("default", key) is not None, "recently used entries survive"
+    survivors = [k for k in keys if store.get("default", k) is not None]
+    assert survivors[:3] == used
+    assert survivors[3:] == keys[-len(survivors) + 3 :], "the rest survive newest first"
+    assert result.removed_objects == 20 - len(survivors)
+
+
+def test_gc_never_removes_what_was_used_within_min_age(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s", min_age_s=3600)
+    keys = _fill(store, 10)
+    for key in keys[:5]:
+        _age(store, "default", key, 2 * 3600)
+    result = gc(store, 10 * KB)
+    assert result.removed_objects == 5
+    assert all(store.get("default", k) is not None for k in keys[5:])
+    assert result.kept_young_bytes > 0 and result.total_after > 10 * KB, "the budget is soft"
+
+
+def test_gc_drops_dangling_entries_and_stale_temp_files(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s", min_age_s=60)
+    keys = _fill(store, 2)
+    entry = store.get("default", keys[0])
+    assert entry is not None
+    Path(store.path(entry.output_id)).unlink()
+    stale = Path(store.tmp_dir) / "12345-0"
+    stale.write_bytes(b"half a body")
+    fresh = Path(store.tmp_dir) / "12345-1"
+    fresh.write_bytes(b"being written")
+    _age(store, "default", keys[1], 3600)
+    old = time.time() - 3600
+    os.utime(store.action_path("default", keys[0]), (old, old))
+    os.utime(stale, (old, old))
+    result = gc(store, None)
+    assert result.removed_actions == 1 and result.removed_tmp == 1
+    assert not Path(store.action_path("default", keys[0])).exists()
+    assert fresh.exists() and store.get("default", keys[1]) is not None
+
+
+def test_usage_estimate_marks_the_store_over_budget(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s", max_size=100 * KB)
+    _fill(store, 5)  # accounted as it goes: every tenth of the budget
+    assert store.add_usage(0) == 50 * KB and not store.over_budget
+    _fill(store, 5, start=0)  # the same objects again: nothing new
+    assert store.add_usage(0) == 50 * KB
+    _fill(store, 6, start=5)
+    assert store.over_budget
+    gc(store, 90 * KB, min_age_s=0)
+    assert not store.over_budget
+    assert store.add_usage(0) == usage(store) <= 90 * KB
+
+
+def test_verify_on_a_sound_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    _fill(store, 4)
+    result = verify(store)
+    assert (result.objects, result.corrupt_objects, result.actions, result.bad_actions) == (4, 0, 4, 0)
+    assert result.bytes == 40 * KB and result.removed == []
+
+
+# -- many processes at once
+
+
+def _bodies() -> dict[bytes, bytes]:
+    rng = random.Random(7)
+    sizes = [0, 1, 100, 4 * KB, 64 * KB, 1 << 20]
+    return {sha(b"key %d" % i): rng.randbytes(sizes[i % len(sizes)]) for i in range(24)}
+
+
+def _worker(root: str, seed: int, rounds: int) -> list[str]:
+    """Put and get the same keys as the other workers; return what looked wrong."""
+    store = Store(root)
+    bodies = _bodies()
+    keys = list(bodies)
+    rng = random.Random(seed)
+    problems = []
+    for _ in range(rounds):
+        key = rng.choice(keys)
+        if rng.random() < 0.5:
+            store.put("default", key, sha(bodies[key]), bodies[key])
+        entry = store.get("default", key)
+        if entry is None:
+            continue
+        with open(store.path(entry.output_id), "rb") as f:  # noqa: PTH123
+            data = f.read()
+        if entry.output_id != sha(bodies[key]) or entry.size != len(bodies[key]) or data != bodies[key]:
+            problems.append(f"{key.hex()[:8]}: got {entry!r}, {len(data)} bytes")
+    return problems
+
+
+def test_many_processes_putting_and_getting_the_same_keys(tmp_path: Path) -> None:
+    root = str(tmp_path / "s")
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(8) as pool:
+        results = pool.starmap(_worker, [(root, seed, 150) for seed in range(8)])
+    assert [p for r in results for p in r] == []
+    store = Store(root)
+    bodies = _bodies()
+    for key, body in bodies.items():
+        entry = store.get("default", key)
+        assert entry is not None and entry.output_id == sha(body)
+    result = verify(store)
+    assert result.corrupt_objects == 0 and result.bad_actions == 0
+    assert result.objects == len(set(bodies.values()))
+    assert not list(Path(store.tmp_dir).iterdir()), "no temp files left behind"
