@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # Test tiers (unit / integration / e2e ...): packages, build tags, timeout and parallelism of each.
     test_tiers: tuple[TestTier, ...] = (TestTier(name="unit"),)
 
+    # The shared build cache: every go command runs with GOCACHEPROG over the store in <home>/cache (Go 1.24+;
+    # older toolchains use GOCACHE). A read-only namespace lets an untrusted build read but never write.
+    cacheprog: bool = True
+    cache_namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    cache_read_only: bool = False
+
     reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
 
     database_url: str | None = Field(default=None, description="Default: SQLite in the data directory.")
@@ -112,6 +118,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home.absolute() / 'gocaas.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
 
     @property
     def results_dir(self) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from gocaas.cli.cache_cmd import cache_app, cacheprog
 from gocaas.cli.common import fail, host_target, load, validation_message
 from gocaas.cli.options import (
     Archive,
@@ -50,6 +51,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="A build serv
 app.add_typer(toolchain_app, name="toolchain")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("flaky")(flaky)
+app.add_typer(cache_app, name="cache")
+app.command(
+    "cacheprog",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(cacheprog)
 
 
 def make_spec(

@@ -96,8 +96,11 @@ def go_environ(
     goproxy: str | None = None,
     gosumdb: str | None = None,
     gocache: Path | None = None,
+    cacheprog: str | None = None,
+    cache_stats: Path | None = None,
 ) -> dict[str, str]:
-    """The complete environment of one go command."""
+    """The complete environment of one go command. With `cacheprog`, the go command's build cache is that
+    GOCACHEPROG program (GOCACHE stays set: go still keeps its fuzzing corpus there)."""
     flags = (*BASE_GOFLAGS, *goflags)
     check_flags(flags)
     env: dict[str, str] = {
@@ -124,6 +127,10 @@ def go_environ(
         "GIT_TERMINAL_PROMPT": "0",
         "LANG": "C.UTF-8",
     }
+    if cacheprog is not None:
+        env["GOCACHEPROG"] = cacheprog
+        if cache_stats is not None:
+            env["GOCAAS_CACHEPROG_STATS"] = str(cache_stats)
     if target is not None:
         env["GOOS"] = target.goos
         env["GOARCH"] = target.goarch

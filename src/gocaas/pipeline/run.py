@@ -11,17 +11,26 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gocaas.cache.tally import tally
 from gocaas.errors import ExitCode, GocaasError, InfraError
 from gocaas.go.env import BuildDirs
 from gocaas.pipeline.events import EventSink, StageFinished, StageStarted, discard
 from gocaas.pipeline.reuse import remember, reused_report
 from gocaas.pipeline.stage import BuildContext, Skip, Stage, StageLog
 from gocaas.pipeline.workspace import build_dirs, is_stable
-from gocaas.report.model import BuildReport, BuildStatus, Failure, SourceInfo, StageRecord, StageStatus
+from gocaas.report.model import (
+    BuildReport,
+    BuildStatus,
+    CacheUse,
+    Failure,
+    SourceInfo,
+    StageRecord,
+    StageStatus,
+)
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
 from gocaas.stages.build import BuildResult, BuildStage
-from gocaas.stages.gocmd import SourceResult, ToolchainResult
+from gocaas.stages.gocmd import CACHE_STATS, SourceResult, ToolchainResult
 from gocaas.stages.modules import ModulesStage
 from gocaas.stages.package import PackageResult, PackageStage
 from gocaas.stages.reuse import ResultHit, ResultKey, ReuseStage
@@ -164,7 +173,7 @@ def _run(
             duration_s=round(time.monotonic() - start, 3),
         )
     else:
-        report = _report(build_id, spec, results, records, failure, exit_code, started_at, start)
+        report = _report(build_id, spec, dirs, results, records, failure, exit_code, started_at, start)
         key = results.get(ResultKey)
         if failure is None and isinstance(key, ResultKey):
             remember(settings, key, report)
@@ -175,6 +184,7 @@ def _run(
 def _report(
     build_id: str,
     spec: BuildSpec,
+    dirs: BuildDirs,
     results: dict[type, object],
     records: list[StageRecord],
     failure: Failure | None,
@@ -216,5 +226,6 @@ def _report(
         artifacts=list(packaged.artifacts) if packaged else [],
         checksums_file=str(packaged.checksums) if packaged else None,
         tests=tested.report if tested else None,
+        cache=CacheUse(**tally([dirs.root / CACHE_STATS])),
         failure=failure,
     )

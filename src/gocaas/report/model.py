@@ -62,6 +62,25 @@ class Failure(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class CacheUse(_Model):
+    """What this build's go commands got from the shared build cache (GOCACHEPROG)."""
+
+    go_commands: int = 0
+    gets: int = 0
+    hits: int = 0
+    misses: int = 0
+    hit_bytes: int = 0
+    puts: int = 0
+    put_bytes: int = 0
+    put_new_bytes: int = 0
+    errors: int = 0
+    corrupt: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.hits / self.gets if self.gets else 0.0
+
+
 class SourceInfo(_Model):
     kind: str
     location: str
@@ -89,6 +108,7 @@ class BuildReport(_Model):
     checksums_file: str | None = None
     failure: Failure | None = None
     tests: TestReport | None = Field(default=None, description="The test stage's results, when it ran.")
+    cache: CacheUse | None = Field(default=None, description="Build cache hits, misses and bytes.")
     reused_from: str | None = Field(
         default=None, description="The earlier identical build whose result this is (result cache)."
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from gocaas.go.env import go_environ
 from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.toolchain import Toolchain
+from gocaas.go.version import GoVersion
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
@@ -26,6 +27,21 @@ class SourceResult:
     workspace: Workspace
     # Files that differ from the previous build in this (stable) workspace; None: no previous build here.
     changed_since_last: tuple[str, ...] | None = None
+
+
+CACHE_STATS = "cache-stats.jsonl"  # one line per go command: the cache program's counters
+CACHEPROG_MIN = GoVersion.parse("1.24")  # GOCACHEPROG without GOEXPERIMENT
+
+
+def cacheprog_for(ctx: BuildContext, toolchain: Toolchain) -> str | None:
+    """The GOCACHEPROG value of this build's go commands: the shared store, in the settings' namespace."""
+    settings = ctx.settings
+    if not settings.cacheprog or toolchain.version < CACHEPROG_MIN:
+        return None
+    from gocaas.cache.command import cacheprog_command
+
+    return cacheprog_command(settings.cache_dir, namespace=settings.cache_namespace,
+                             read_only=settings.cache_read_only)
 
 
 # After the modules stage nothing may download behind its back (and go.mod/go.sum stay as they are).
@@ -58,6 +74,8 @@ def go(
         goflags=goflags,
         goproxy=goproxy,
         gosumdb=gosumdb,
+        cacheprog=cacheprog_for(ctx, toolchain),
+        cache_stats=ctx.dirs.root / CACHE_STATS,
     )
     prefix = f"[{target}] " if target is not None else ""
     ctx.log.line(f"{prefix}$ go {' '.join(args)}")

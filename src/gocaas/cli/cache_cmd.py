@@ -1,0 +1,108 @@
+"""`gocaas cache stats|gc|verify|explain` and `gocaas cacheprog` (the GOCACHEPROG program, by hand)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gocaas.cli.common import fail, load
+from gocaas.errors import GocaasError
+
+cache_app = typer.Typer(no_args_is_help=True, help="The shared build cache and the result cache.")
+
+
+def _size(value: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024  # type: ignore[assignment]
+    return str(value)
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """The store's size, and hits, misses and bytes over every build in the data directory."""
+    from gocaas.cache.maintenance import usage
+    from gocaas.cache.store import Store
+    from gocaas.cache.tally import tally
+    from gocaas.stages.gocmd import CACHE_STATS
+
+    settings = load()
+    totals = tally(sorted(settings.builds_dir.glob(f"*/{CACHE_STATS}")))
+    size = usage(Store(str(settings.cache_dir), read_only=True)) if settings.cache_dir.is_dir() else 0
+    table = Table("", "value", show_header=False)
+    table.add_row("store", f"{settings.cache_dir} ({_size(size)})")
+    table.add_row("go commands", str(totals["go_commands"]))
+    gets = totals["gets"]
+    ratio = f" ({totals['hits'] / gets:.1%})" if gets else ""
+    table.add_row("gets", f"{gets}: {totals['hits']} hits{ratio}, {totals['misses']} misses")
+    table.add_row("bytes served", _size(totals["hit_bytes"]))
+    table.add_row("puts", f"{totals['puts']} ({_size(totals['put_new_bytes'])} new)")
+    table.add_row("errors", f"{totals['errors']} (corrupt objects refused: {totals['corrupt']})")
+    Console().print(table)
+
+
+@cache_app.command("gc")
+def cache_gc(
+    max_size: Annotated[str, typer.Option(help="Budget, e.g. 10GiB or 500MB.")] = "10GiB",
+) -> None:
+    """Evict least-recently-used entries until the store fits the budget."""
+    from gocaas.cache.maintenance import gc
+    from gocaas.cache.options import parse_size
+    from gocaas.cache.store import CacheError, Store
+
+    settings = load()
+    try:
+        budget = parse_size(max_size)
+    except ValueError as exc:
+        raise fail(f"--max-size: {exc}") from None
+    try:
+        result = gc(Store(str(settings.cache_dir)), budget)
+    except CacheError as exc:
+        raise fail(str(exc), 3) from None
+    Console().print(
+        f"{_size(result.total_before)} → {_size(result.total_after)}: removed {result.removed_objects} "
+        f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)})", highlight=False)
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Rehash every object; corrupt ones (and entries pointing at missing objects) are removed."""
+    from gocaas.cache.maintenance import verify
+    from gocaas.cache.store import Store
+
+    settings = load()
+    result = verify(Store(str(settings.cache_dir)))
+    Console().print(
+        f"{result.objects} objects ({_size(result.bytes)}), {result.corrupt_objects} corrupt; "
+        f"{result.actions} entries, {result.bad_actions} bad; removed {len(result.removed)}", highlight=False)
+    if result.corrupt_objects or result.bad_actions:
+        raise typer.Exit(1)
+
+
+@cache_app.command("explain")
+def cache_explain(
+    first: Annotated[str, typer.Argument(help="The earlier build's id.")],
+    second: Annotated[str, typer.Argument(help="The build that did not reuse it.")],
+) -> None:
+    """Which inputs differed between two builds (toolchain, environment, options, targets, files)."""
+    from gocaas.pipeline.explain import explain
+
+    settings = load()
+    try:
+        why = explain(settings, first, second)
+    except GocaasError as exc:
+        raise fail(exc.message, exc.exit_code) from None
+    for line in why.lines():
+        typer.echo(line)
+
+
+def cacheprog(ctx: typer.Context) -> None:
+    """The GOCACHEPROG program over the store: GOCACHEPROG="gocaas cacheprog [--dir D] [--namespace NS]
+    [--read-only]" go build ./... (gocaas itself starts it more cheaply, without the CLI)."""
+    from gocaas.cache.prog import main as cacheprog_main
+
+    raise typer.Exit(cacheprog_main(list(ctx.args)))
