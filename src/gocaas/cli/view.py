@@ -150,7 +150,8 @@ def print_summary(console: Console, report: BuildReport) -> None:
             console.print(f"  {report.checksums_file}", highlight=False)
         _print_tests(console, report)
         if report.reused_from:
-            console.print(f"reused the result of build {report.reused_from} (identical inputs)", highlight=False)
+            console.print(f"reused the result of build {report.reused_from} (identical inputs)",
+                          highlight=False)
         elif report.cache is not None and report.cache.gets:
             cache = report.cache
             console.print(f"build cache: {cache.hits}/{cache.gets} hits ({cache.hit_ratio:.0%}), "

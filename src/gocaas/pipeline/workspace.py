@@ -8,19 +8,30 @@ concurrent build of the same project works in its own directory instead of waiti
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from gocaas.errors import GocaasError
 from gocaas.go.env import BuildDirs
+from gocaas.go.gomod import module_path
 from gocaas.settings import Settings
-from gocaas.spec import SourceSpec
+from gocaas.spec import SourceKind, SourceSpec
 
 
 def project_key(source: SourceSpec) -> str:
-    """One project per source location (a directory, an archive path, a git URL)."""
-    return hashlib.sha256(f"{source.kind}\0{source.location}".encode()).hexdigest()[:20]
+    """Which workspace a build uses. A directory is known by its module path (read from its go.mod), so a
+    fresh copy of the same module at another path still finds go's cached test results; a git URL or an
+    archive by its location. Sharing is always safe: the sync makes the workspace exactly the new source."""
+    identity = f"{source.kind}\0{source.location}"
+    if source.kind is SourceKind.DIRECTORY:
+        # no readable go.mod: intake will say so
+        with contextlib.suppress(OSError, UnicodeDecodeError, GocaasError):
+            identity = f"module\0{module_path(Path(source.location))}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
 
 @contextmanager
