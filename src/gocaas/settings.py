@@ -81,6 +81,9 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, description="Default: SQLite in the data directory.")
 
+    # Where go commands find git and, for cgo and -race, a C compiler (nothing from the caller's PATH).
+    system_path: str = "/usr/local/bin:/usr/bin:/bin"
+
     build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
     cores: int | None = Field(default=None, ge=1, description="Cores to use; default: what the machine has.")
 
@@ -95,7 +98,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
 
-    @field_validator("goproxy", "goprivate", "gonoproxy", "gonosumdb", "gosumdb")
+    @field_validator("goproxy", "goprivate", "gonoproxy", "gonosumdb", "gosumdb", "system_path")
     @classmethod
     def _single_line(cls, value: str) -> str:
         if any(ch in value for ch in "\n\r\0"):

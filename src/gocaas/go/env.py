@@ -104,7 +104,7 @@ def go_environ(
     flags = (*BASE_GOFLAGS, *goflags)
     check_flags(flags)
     env: dict[str, str] = {
-        "PATH": f"{goroot / 'bin'}:{_SYSTEM_PATH}",
+        "PATH": f"{goroot / 'bin'}:{settings.system_path}",
         "HOME": str(dirs.home),
         "TMPDIR": str(dirs.tmp),
         "GOTMPDIR": str(dirs.tmp),

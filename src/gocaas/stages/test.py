@@ -54,12 +54,10 @@ def select_tiers(configured: tuple[TestTier, ...], wanted: tuple[str, ...]) -> l
     return [by_name[name] for name in wanted]
 
 
-def require_c_compiler() -> None:
-    if not (
-        shutil.which("gcc", path="/usr/local/bin:/usr/bin:/bin")
-        or shutil.which("clang", path="/usr/local/bin:/usr/bin:/bin")
-    ):
-        raise BadInput("--race needs cgo and a C compiler (gcc or clang), and none is installed")
+def require_c_compiler(path: str) -> None:
+    if not any(shutil.which(cc, path=path) for cc in ("gcc", "clang", "cc")):
+        raise BadInput(f"--race needs cgo and a C compiler (gcc or clang), and there is none on {path}",
+                       kind="no_c_compiler")
 
 
 class TestStage:
@@ -73,7 +71,7 @@ class TestStage:
         quarantine = load_quarantine(workspace.root)
         tiers = select_tiers(ctx.settings.test_tiers, options.tiers)
         if options.race:
-            require_c_compiler()
+            require_c_compiler(ctx.settings.system_path)
         cgo = ctx.spec.options.cgo or options.race
         changed_since_last = ctx.need(SourceResult).changed_since_last
         plan = plan_packages(ctx, workspace, changed_since_last, options.shuffle)
