@@ -143,8 +143,10 @@ def test_shuffle_on_records_each_packages_seed(passing: BuildReport) -> None:
 
 
 def test_shuffle_auto_shuffles_what_changed_and_lets_go_cache_the_rest(
-    settings: Settings, tmp_path: Path
+    fresh_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
+    # Its own data directory: other tests build this module too, and the workspace is per module path.
+    settings = fresh_settings()
     src = tmp_path / "cover"
     shutil.copytree(GOTEST.parent / "cover", src)
 
