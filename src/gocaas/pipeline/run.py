@@ -99,24 +99,15 @@ def _run(
     names = [stage.name for stage in stages]
     for index, stage in enumerate(stages):
         hit = results.get(ResultHit)
-        if hit is not None:
-            records.append(
-                StageRecord(
-                    name=stage.name,
-                    status=StageStatus.SKIPPED,
-                    skip_reason=f"reused build {hit.cached.document.get('build_id')}'s result",
-                )
-            )
-            sink(StageFinished(records[-1]))
-            continue
-        if failure is not None:
-            records.append(
-                StageRecord(
-                    name=stage.name,
-                    status=StageStatus.SKIPPED,
-                    skip_reason=f"the {failure.stage} stage failed",
-                )
-            )
+        passed_over = (
+            f"reused build {hit.cached.document.get('build_id')}'s result"
+            if hit is not None
+            else f"the {failure.stage} stage failed"
+            if failure is not None
+            else None
+        )
+        if passed_over is not None:
+            records.append(StageRecord(name=stage.name, status=StageStatus.SKIPPED, skip_reason=passed_over))
             sink(StageFinished(records[-1]))
             continue
         log = StageLog(stage.name, dirs.logs / f"{index:02d}-{stage.name}.log", sink)
