@@ -1,6 +1,7 @@
 """The go command's own build cache against `gocaas cacheprog` (GOCACHEPROG over the local Store), in one run.
 
     python bench/cache_bench.py [--repeats 15] [--packages 100] [--go-p N] [--no-cold] [--no-reference]
+                                [--no-remote] [--remote-repeats 5]
 
 Rows, each timed with time.perf_counter around the whole go command:
 
@@ -16,6 +17,17 @@ itself: every get is a round trip through a pipe that the go command's own cache
 Both sides use GOFLAGS=-trimpath and CGO_ENABLED=0 as gocaas does, offline, with an explicit environment;
 cacheprog's per-process stats (GOCAAS_CACHEPROG_STATS) are summed to show what the store served.
 Target: warm `go build std` through cacheprog ≤ 1.15 x the go command's own cache (exit status 1 if missed).
+
+Remote rows (unless --no-remote), `gocaas cache serve` on loopback in its own process:
+
+    std cold      a third side, `remote`: cacheprog --remote, empty local store and empty server (it uploads)
+    std fresh     --remote-repeats times, rotating: `go` (warm GOCACHE, as in std warm); `remote`, a fresh
+                  worker: an empty local store (emptied untimed before each run) against the server that the
+                  cold run filled; `tar+zstd`: restore a tar+zstd archive of the whole warm GOCACHE into an
+                  empty directory and build with it, restore and build timed together (how CI caches go);
+                  `cp floor`: `cp -r` the server's store into an empty directory, then build from it locally
+                  (what writing the same files costs here, without any network or protocol)
+Targets: fresh worker ≤ 3 x warm go; ≥ 10 x faster than cold go; faster than tar+zstd.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -37,6 +50,9 @@ from genmodule import generate
 from gocaas.cache.command import cacheprog_command
 
 TARGET = 1.15
+FRESH_VS_WARM, COLD_VS_FRESH = 3.0, 10.0
+TOKEN = "bench-token"
+SRC = Path(__file__).resolve().parent.parent / "src"
 STAT_KEYS = ("gets", "hits", "misses", "puts", "errors")
 
 REFERENCE = """\
@@ -129,14 +145,26 @@ def base_env(work: Path) -> dict[str, str]:
 
 class Side:
     def __init__(
-        self, name: str, env: dict[str, str], go_flags: list[str], stats: Path | None = None
+        self,
+        name: str,
+        env: dict[str, str],
+        go_flags: list[str],
+        stats: Path | None = None,
+        *,
+        setup: Callable[[], None] | None = None,
+        restore: Callable[[], None] | None = None,
     ) -> None:
         self.name, self.env, self.go_flags, self.stats = name, env, go_flags, stats
+        self.setup, self.restore = setup, restore  # before each run: untimed; timed with the build
         self.times: dict[str, list[float]] = {}
 
     def run(self, row: str, args: list[str], cwd: Path) -> None:
         cmd = ["go", args[0], *self.go_flags, *args[1:]]
+        if self.setup is not None:
+            self.setup()
         start = time.perf_counter()
+        if self.restore is not None:
+            self.restore()
         proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
@@ -149,9 +177,11 @@ class Side:
         return [json.loads(line) for line in self.stats.read_text().splitlines()]
 
 
-def timed(sides: list[Side], row: str, args: list[str], cwd: Path, repeats: int) -> dict[str, int]:
-    """Run every side `repeats` times, rotating who goes first; return cacheprog's summed counters."""
-    prog = next(s for s in sides if s.name == "cacheprog")
+def timed(
+    sides: list[Side], row: str, args: list[str], cwd: Path, repeats: int, counted: str = "cacheprog"
+) -> dict[str, int]:
+    """Run every side `repeats` times, rotating who goes first; return the counted side's mean counters."""
+    prog = next(s for s in sides if s.name == counted)
     mark = len(prog.stats_lines())
     for i in range(repeats):
         for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
@@ -159,7 +189,10 @@ def timed(sides: list[Side], row: str, args: list[str], cwd: Path, repeats: int)
         took = ", ".join(f"{s.name} {s.times[row][-1]:.3f} s" for s in sides)
         print(f"  {row} {i + 1}/{repeats}: {took}", file=sys.stderr)
     lines = prog.stats_lines()[mark:]
-    return {key: sum(line[key] for line in lines) // max(1, len(lines)) for key in STAT_KEYS}
+    numbers = [key for key, value in (lines[0] if lines else {}).items() if type(value) is int]
+    return {
+        key: sum(line.get(key, 0) for line in lines) // max(1, len(lines)) for key in numbers or STAT_KEYS
+    }
 
 
 def build_reference(work: Path, env: dict[str, str]) -> Path:
@@ -181,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cold", action="store_true", help="reuse the caches in --workdir: no cold rows")
     parser.add_argument("--no-reference", action="store_true", help="leave out the Go GOCACHEPROG")
     parser.add_argument("--prog-arg", action="append", default=[], help="extra argument to gocaas cacheprog")
+    parser.add_argument("--no-remote", action="store_true", help="leave out the remote rows")
+    parser.add_argument("--remote-repeats", type=int, default=5, help="std fresh runs per side (default 5)")
     parser.add_argument("--workdir", type=Path, help="keep caches and the module here (default: a temp dir)")
     parser.add_argument("--json-out", type=Path, help="also write every timing as JSON")
     args = parser.parse_args(argv)
@@ -210,18 +245,32 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     module = generate(work / f"m{args.packages}", args.packages, overwrite=True)
     m = f"m{args.packages}"
     counters: dict[str, dict[str, int]] = {}
-    if not args.no_cold:
-        for path in (work / "gocache", work / "gocache-unused", store):
-            shutil.rmtree(path, ignore_errors=True)
-        print("  std cold (a minute or more) ...", file=sys.stderr)
-        counters["std cold"] = timed([go, prog], "std cold", ["build", "std"], work, 1)
-    counters["std warm"] = timed(warm_sides, "std warm", ["build", "std"], work, args.repeats)
+    remote = None if args.no_remote else Remote(work, args, env, flags)
+    try:
+        cold_sides = [go, prog] + ([remote.side] if remote and not args.no_cold else [])
+        if not args.no_cold:
+            for path in (work / "gocache", work / "gocache-unused", store):
+                shutil.rmtree(path, ignore_errors=True)
+            print("  std cold (a minute or more) ...", file=sys.stderr)
+            counters["std cold"] = timed(cold_sides, "std cold", ["build", "std"], work, 1)
+            if remote:
+                counters["std cold remote"] = remote.last_counters()
+        counters["std warm"] = timed(warm_sides, "std warm", ["build", "std"], work, args.repeats)
+        if remote:
+            remote.fresh_row(go, work, counters)
+    finally:
+        if remote:
+            remote.stop()
     if not args.no_cold:
         counters[f"{m} cold"] = timed([go, prog], f"{m} cold", ["build", "./..."], module, 1)
     else:
         timed([go, prog], "warm-up", ["build", "./..."], module, 1)
     counters[f"{m} warm"] = timed(warm_sides, f"{m} warm", ["build", "./..."], module, args.repeats)
-    return report(args, version, warm_sides, counters)
+    local_rows = {row: c for row, c in counters.items() if row not in ("std cold remote", "std fresh")}
+    status = report(args, version, warm_sides, local_rows)
+    if remote:
+        status |= remote.report(go, prog, counters, args)
+    return status
 
 
 def report(
@@ -238,6 +287,7 @@ def report(
     for row, c in counters.items():
         med = {s.name: statistics.median(s.times[row]) for s in sides if row in s.times}
         cell = {s.name: f"{med[s.name]:.3f} ({min(s.times[row]):.3f})" for s in sides if row in s.times}
+        c = {key: c.get(key, 0) for key in STAT_KEYS}
         ratio = med["cacheprog"] / med["go"]
         std_ratio = ratio if row == "std warm" else std_ratio
         line = f"{row:<10} {cell['go']:>14} {cell['cacheprog']:>14} {ratio:>5.2f}x"
@@ -258,7 +308,151 @@ def report(
     result["verdict"] = verdict
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    args.result = result
     return 0 if verdict == "PASS" else 1
+
+
+class Remote:
+    """`gocaas cache serve` in its own process, a cacheprog --remote side, and the tar+zstd side."""
+
+    def __init__(self, work: Path, args: argparse.Namespace, env: dict[str, str], flags: list[str]) -> None:
+        self.work, self.local, self.server_store = work, work / "remote-local", work / "remote-store"
+        self.repeats = args.remote_repeats
+        if not args.no_cold:
+            shutil.rmtree(self.server_store, ignore_errors=True)
+        elif not (self.server_store / "actions").exists():
+            self.server_store = work / "store"  # --no-cold with no earlier remote run: serve the warm store
+        server_env = os.environ | {"PYTHONPATH": str(SRC), "GOCAAS_CACHE_TOKEN": TOKEN}
+        argv = [sys.executable, "-m", "gocaas.cache.server", "--listen", "127.0.0.1:0", "--max-size", "0"]
+        self.proc = subprocess.Popen(
+            [*argv, "--dir", str(self.server_store)], env=server_env, stderr=subprocess.PIPE, text=True
+        )
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "listening on " not in line:
+            sys.exit(f"gocaas cache serve did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split("listening on ")[1].split(",")[0]
+        print(f"remote: {self.url} over {self.server_store}", file=sys.stderr)
+        stats = work / "remote-stats"
+        extra = [*args.prog_arg, "--remote", self.url]
+        prog_env = env | {"GOCACHE": str(work / "gocache-unused"), "GOCAAS_CACHEPROG_STATS": str(stats)}
+        prog_env |= {"GOCAAS_CACHE_TOKEN": TOKEN, "GOCACHEPROG": cacheprog_command(self.local, extra=extra)}
+        self.side = Side("remote", prog_env, flags, stats, setup=self._empty_local)
+        self.cp_dir = work / "cp-local"  # the disk's floor: the server's store copied in, then a local build
+        cp_env = prog_env | {"GOCACHEPROG": cacheprog_command(self.cp_dir, extra=args.prog_arg)}
+        cp_env["GOCAAS_CACHEPROG_STATS"] = str(work / "cp-stats")
+        self.cp = Side("cp floor", cp_env, flags, setup=self._empty_cp, restore=self._copy_store)
+        self.tar_dir, self.archive = work / "restore", work / "gocache.tar.zst"
+        self.tar = Side("tar+zstd", env | {"GOCACHE": str(self.tar_dir / "gocache")}, flags,
+                        setup=self._empty_restore, restore=self._restore)  # fmt: skip
+
+    def _empty_local(self) -> None:
+        shutil.rmtree(self.local, ignore_errors=True)
+
+    def _empty_cp(self) -> None:
+        shutil.rmtree(self.cp_dir, ignore_errors=True)
+
+    def _copy_store(self) -> None:
+        subprocess.run(["cp", "-r", str(self.server_store), str(self.cp_dir)], check=True)
+
+    def _empty_restore(self) -> None:
+        shutil.rmtree(self.tar_dir, ignore_errors=True)
+        self.tar_dir.mkdir()
+
+    def _restore(self) -> None:
+        if shutil.which("zstd"):
+            unzstd = subprocess.Popen(["zstd", "-d", "-q", "-c", str(self.archive)], stdout=subprocess.PIPE)
+            subprocess.run(["tar", "-C", str(self.tar_dir), "-xf", "-"], stdin=unzstd.stdout, check=True)
+            if unzstd.wait() != 0:
+                sys.exit("zstd -d failed")
+            return
+        import tarfile
+
+        import zstandard  # pip install zstandard, when the zstd command is missing
+
+        with (
+            self.archive.open("rb") as f,
+            zstandard.ZstdDecompressor().stream_reader(f) as z,
+            tarfile.open(fileobj=z, mode="r|") as archive,
+        ):
+            archive.extractall(self.tar_dir, filter="tar")
+
+    def _make_archive(self) -> None:
+        self.archive.unlink(missing_ok=True)
+        tar = subprocess.Popen(["tar", "-C", str(self.work), "-cf", "-", "gocache"], stdout=subprocess.PIPE)
+        if shutil.which("zstd"):
+            subprocess.run(["zstd", "-q", "-T0", "-3", "-o", str(self.archive)], stdin=tar.stdout, check=True)
+        else:
+            import zstandard
+
+            with self.archive.open("wb") as f:
+                zstandard.ZstdCompressor(level=3, threads=-1).copy_stream(tar.stdout, f)
+        tar.wait()
+
+    def last_counters(self) -> dict[str, int]:
+        lines = self.side.stats_lines()
+        return lines[-1] if lines else {}
+
+    def fresh_row(self, go: Side, work: Path, counters: dict[str, dict[str, int]]) -> None:
+        self._make_archive()
+        mb = self.archive.stat().st_size / 1e6
+        print(f"  std fresh: archive {mb:.1f} MB, {self.archive}", file=sys.stderr)
+        sides = [go, self.side, self.tar, self.cp]
+        counters["std fresh"] = timed(sides, "std fresh", ["build", "std"], work, self.repeats, "remote")
+
+    def report(
+        self, go: Side, prog: Side, counters: dict[str, dict[str, int]], args: argparse.Namespace
+    ) -> int:
+        med, row = statistics.median, "std fresh"
+        warm, fresh, tar = (med(side.times[row]) for side in (go, self.side, self.tar))
+        cold = go.times["std cold"][0] if "std cold" in go.times else None
+        rows = [("warm go, default GOCACHE", go.times[row])]
+        if cold is not None:
+            rows.append(("cold go, empty GOCACHE", go.times["std cold"]))
+        rows += [
+            ("fresh worker + warm remote", self.side.times[row]),
+            ("tar+zstd restore + build", self.tar.times[row]),
+            ("floor: cp -r the server's store + build", self.cp.times[row]),
+        ]
+        if cold is not None:
+            rows += [("cold cacheprog, local only", prog.times["std cold"])]
+            rows += [("cold cacheprog --remote (uploading)", self.side.times["std cold"])]
+        print(f"\nremote tier, go build std on loopback, medians (min) of {len(self.side.times[row])} runs:")
+        for name, times in rows:
+            print(f"  {name:<40} {med(times):8.3f} ({min(times):.3f})")
+        c, up = counters[row], counters.get("std cold remote", {})
+        print(f"  fresh worker, per run: {c.get('gets', 0)} gets, {c.get('remote_hits', 0)} remote hits, "
+              f"{c.get('remote_bytes_down', 0) / 1e6:.1f} MB down, {c.get('misses', 0)} misses, "
+              f"{c.get('remote_errors', 0)} remote errors")  # fmt: skip
+        if up:
+            mb_up = up.get("remote_bytes_up", 0) / 1e6
+            print(f"  cold run with the remote: {up.get('uploads', 0)} uploads, {mb_up:.1f} MB up, "
+                  f"{up.get('upload_dropped', 0)} dropped")  # fmt: skip
+        checks = [(f"fresh worker ≤ {FRESH_VS_WARM:g}x warm go", fresh / warm, fresh / warm <= FRESH_VS_WARM)]
+        if cold is not None:
+            checks += [
+                (
+                    f"fresh worker ≥ {COLD_VS_FRESH:g}x faster than cold",
+                    cold / fresh,
+                    cold >= COLD_VS_FRESH * fresh,
+                )
+            ]
+        checks += [("fresh worker faster than tar+zstd restore + build", tar / fresh, fresh < tar)]
+        for name, ratio, ok in checks:
+            print(f"target: {name}: {ratio:.2f}x → {'PASS' if ok else 'FAIL'}")
+        result = getattr(args, "result", None)
+        if args.json_out and result is not None:
+            result["remote"] = {"seconds": dict(rows), "fresh_stats": c, "cold_upload_stats": up}
+            result["remote"]["checks"] = [{"target": n, "ratio": r, "pass": ok} for n, r, ok in checks]
+            args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0 if all(ok for _, _, ok in checks) else 1
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 if __name__ == "__main__":

@@ -140,3 +140,72 @@ def warm_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     go(["build", "-o", str(tmp / "hello"), "."], HELLO, env)
     go(["test", "./..."], PASSING, env)
     return store
+
+
+# -- the remote tier: `gocaas cache serve` in this process or in a subprocess
+
+TOKEN = "test-token"
+READ_TOKEN = "test-read-token"
+
+
+class LiveServer:
+    """make_server(...) serving from a thread; stopped by the fixture."""
+
+    def __init__(self, store: Path, **options: Any) -> None:
+        import threading
+
+        from gocaas.cache.server import make_server
+
+        self.store = store
+        self.server = make_server(store, token=TOKEN, **options)
+        self.url = self.server.url
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Any:
+    servers: list[LiveServer] = []
+
+    def start(store: Path | None = None, **options: Any) -> LiveServer:
+        servers.append(LiveServer(store or tmp_path / "server-store", **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+class ServerProcess:
+    """`python -m gocaas.cache.server` on a free port, in its own process (so that it can be killed -9)."""
+
+    def __init__(self, store: Path, *args: str) -> None:
+        argv = [sys.executable, "-m", "gocaas.cache.server", "--listen", "127.0.0.1:0", "--dir", str(store)]
+        self.proc = subprocess.Popen(
+            [*argv, *args], stderr=subprocess.PIPE, text=True, env=python_env(GOCAAS_CACHE_TOKEN=TOKEN)
+        )
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        assert "listening on " in line, line + self.proc.stderr.read()
+        self.url = line.split("listening on ")[1].split(",")[0]
+
+    def status(self) -> dict[str, int]:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/v1/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def remote_args(url: str, *extra: str) -> list[str]:
+    return ["--remote", url, "--token", TOKEN, *extra]

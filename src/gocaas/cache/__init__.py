@@ -8,6 +8,9 @@ imports nothing at import time. The public names below are loaded on first use.
 - `gc`, `verify`, `usage` (`gocaas.cache.maintenance`): size budget with LRU eviction, rehash-and-repair.
 - `main` (`gocaas.cache.prog`): the GOCACHEPROG program; `cacheprog_command` (`gocaas.cache.command`) the
   GOCACHEPROG value that starts it.
+- The remote tier: `gocaas.cache.server` (`serve`, `serve_command`, `make_server`: a Store over HTTP with
+  bearer tokens), `gocaas.cache.client.HTTPRemote` (its client, also a `Backend`) and
+  `gocaas.cache.remote.RemoteTier` (cacheprog `--remote`: read through, upload behind, circuit breaker).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from gocaas.cache.store import (
 
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE]
+                        [--remote URL [--token T | --token-file F] [--remote-timeout S]
+                         [--remote-read-only] [--flush-timeout S]]
 
 A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
 
@@ -27,13 +29,23 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --min-age SECONDS   gc never removes files used more recently than this (default 7200; see store.py)
   --verify-limit SIZE rehash objects up to SIZE on every hit, bigger ones get a size check (default 64K)
   --stats FILE        append one JSON line of counters on close (also: $GOCAAS_CACHEPROG_STATS)
+  --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
+                      fill the local store), puts are uploaded in the background (see remote.py)
+  --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
+  --remote-timeout S  connecting and each read of a remote get (default 2); failures open a circuit breaker
+  --remote-read-only  never upload
+  --flush-timeout S   on close, wait this long at most for queued uploads (default 5)
 """
 
+TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class Options:
-    __slots__ = ("dir", "max_size", "min_age", "namespace", "read_only", "stats", "verify_limit", "workers")
+    __slots__ = (
+        "dir", "flush_timeout", "max_size", "min_age", "namespace", "read_only", "remote", "remote_read_only",
+        "remote_timeout", "stats", "token", "verify_limit", "workers",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.dir = ""
@@ -44,6 +56,11 @@ class Options:
         self.min_age = float(MIN_AGE_S)
         self.verify_limit = DEFAULT_VERIFY_LIMIT
         self.stats = os.environ.get(STATS_ENV, "")
+        self.remote = ""
+        self.token = os.environ.get(TOKEN_ENV, "")
+        self.remote_timeout = 2.0
+        self.remote_read_only = False
+        self.flush_timeout = 5.0
 
 
 def parse_size(text: str) -> int:
@@ -63,7 +80,31 @@ _SETTERS = {
     "--min-age": lambda o, v: setattr(o, "min_age", float(v)),
     "--verify-limit": lambda o, v: setattr(o, "verify_limit", parse_size(v)),
     "--stats": lambda o, v: setattr(o, "stats", v),
+    "--remote": lambda o, v: setattr(o, "remote", _check_url(v)),
+    "--token": lambda o, v: setattr(o, "token", v),
+    "--token-file": lambda o, v: setattr(o, "token", _read_token(v)),
+    "--remote-timeout": lambda o, v: setattr(o, "remote_timeout", _positive(v)),
+    "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", max(0.0, float(v))),
 }
+_FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only"}
+
+
+def _check_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"want an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _read_token(path: str) -> str:
+    with open(path, encoding="utf-8") as f:  # noqa: PTH123 - pathlib costs start-up time
+        return f.read().strip()
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"want a positive number of seconds, got {text!r}")
+    return value
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -73,8 +114,8 @@ def parse_args(argv: list[str]) -> Options:
     while args:
         arg = args.pop(0)
         name, eq, value = arg.partition("=")
-        if name == "--read-only" and not eq:
-            opts.read_only = True
+        if name in _FLAGS and not eq:
+            setattr(opts, _FLAGS[name], True)
             continue
         setter = _SETTERS.get(name)
         if setter is None:
@@ -85,7 +126,7 @@ def parse_args(argv: list[str]) -> Options:
             value = args.pop(0)
         try:
             setter(opts, value)
-        except (ValueError, CacheError) as e:
+        except (ValueError, CacheError, OSError) as e:
             raise ValueError(f"{name}: {e}") from None
     opts.dir = opts.dir or default_cache_dir()
     return opts

@@ -18,6 +18,11 @@ tier to come).
 
 Start-up time is paid by every go command, so this module and everything it imports use the standard
 library's C-backed parts only (no json, argparse, threading, pydantic, typer, rich or gocaas.settings).
+
+With `--remote URL` (remote.py), a local miss goes to one of REMOTE_FETCHERS threads that asks the remote
+(filling the local store), and each put is queued for upload once answered; queued uploads are waited for,
+up to --flush-timeout, before close is answered. The tier's imports (http.client, threading, pybreaker:
+~35 ms) load at the first local miss or put (lazyremote.py): a go command that only hits never pays.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 from _queue import SimpleQueue
 from _thread import allocate_lock, start_new_thread
 
+from gocaas.cache.lazyremote import LazyRemote, lazy_remote
 from gocaas.cache.options import USAGE, parse_args
 from gocaas.cache.stats import Stats
 from gocaas.cache.store import Store
@@ -35,12 +41,23 @@ from gocaas.cache.wire import ProtocolError, Reader, decode, response, unb64
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from gocaas.cache.files import ObjectWriter
+    from gocaas.cache.store import Entry
+
+REMOTE_FETCHERS = 4  # threads asking the remote on local misses (the go command has a few gets in flight)
 
 
 class Server:
     """One GOCACHEPROG session over a store."""
 
-    def __init__(self, store: Store, namespace: str, *, workers: int = 0, stats_file: str = "") -> None:
+    def __init__(
+        self,
+        store: Store,
+        namespace: str,
+        *,
+        workers: int = 0,
+        stats_file: str = "",
+        remote: LazyRemote | None = None,
+    ) -> None:
         self.store = store
         self.namespace = namespace
         self.workers = max(0, workers)
@@ -51,11 +68,13 @@ class Server:
         self._lock = allocate_lock()
         self._jobs: SimpleQueue = SimpleQueue()  # type: ignore[type-arg]
         self._gc_running = allocate_lock()  # held while a gc runs in the background
+        self.remote = remote
+        self.fetchers = REMOTE_FETCHERS if remote is not None else 0
 
     def serve(self, in_fd: int = 0, out_fd: int = 1) -> int:
         self._out = out_fd
         self._send(response(0, known=self.known))
-        done = [allocate_lock() for _ in range(self.workers)]
+        done = [allocate_lock() for _ in range(self.workers + self.fetchers)]
         for lock in done:
             lock.acquire()
             start_new_thread(self._worker, (lock,))
@@ -81,6 +100,8 @@ class Server:
     def _settle(self) -> None:
         """Before answering close (the go command may read the stats as soon as it exits)."""
         self.stats.corrupt = self.store.corrupt
+        if self.remote is not None:
+            self.stats.remote = self.remote.close()
         if self.stats_file:
             store = self.store
             try:
@@ -136,7 +157,18 @@ class Server:
             self._reply(rid, response(rid, err=f"gocaas cacheprog: {type(e).__name__}: {e}"))
 
     def _get(self, rid: int, action_id: object) -> None:
-        found = self.store.lookup(self.namespace, unb64(action_id, "ActionID"))
+        aid = unb64(action_id, "ActionID")
+        found = self.store.lookup(self.namespace, aid)
+        if found is None and self.remote is not None:
+            self._jobs.put((self._get_remote, (rid, aid)))
+            return
+        self._answer_get(rid, found)
+
+    def _get_remote(self, rid: int, action_id: bytes) -> None:
+        assert self.remote is not None
+        self._answer_get(rid, self.remote.fetch(action_id))
+
+    def _answer_get(self, rid: int, found: tuple[Entry, str] | None) -> None:
         if found is None:
             entry = None
             data = response(rid, miss=True)
@@ -190,6 +222,8 @@ class Server:
             if new:
                 self.stats.put_new_bytes += entry.size
             self._write(data)
+        if self.remote is not None:
+            self.remote.upload(action_id, entry)
         if store.over_budget and self._gc_running.acquire(False):
             start_new_thread(self._gc, (True,))
 
@@ -221,6 +255,8 @@ class Server:
 
     def finish(self) -> None:
         """After the session, stdout closed (the go command no longer waits): finish or run a due gc."""
+        if self.remote is not None:
+            self.remote.cleanup()
         with self._gc_running:
             if self.store.over_budget:
                 self._gc()
@@ -248,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         min_age_s=opts.min_age,
         verify_limit=opts.verify_limit,
     )
-    server = Server(store, opts.namespace, workers=opts.workers, stats_file=opts.stats)
+    remote = lazy_remote(store, opts)
+    server = Server(store, opts.namespace, workers=opts.workers, stats_file=opts.stats, remote=remote)
     status = 0
     try:
         server.serve(0, 1)

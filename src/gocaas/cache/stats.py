@@ -5,6 +5,11 @@ its environment to the program). Each line is written with a single O_APPEND wri
 share one file. Fields: `pid`, `dir`, `namespace`, `read_only`, `started` (unix seconds), `duration_s`,
 `gets`, `hits`, `misses`, `hit_bytes`, `puts`, `put_bytes`, `put_new_bytes` (bytes of objects not already
 in the store), `errors`, `corrupt` (hits refused for a bad object or entry; counted inside misses).
+With --remote, also the remote tier's counters (REMOTE_COUNTERS): `remote_hits` (gets that missed the
+local store and were served by the remote; inside `hits`, so local hits are hits - remote_hits),
+`remote_misses`, `remote_skipped` (not asked: circuit open), `remote_bytes_down`, `uploads`,
+`upload_skipped` (the remote had the object), `upload_dropped`, `remote_bytes_up`, `remote_errors`,
+`remote_requests` (HTTP requests sent) and `breaker_opens`.
 
 Lean on purpose (no json import): the program's start-up time counts on every go command.
 """
@@ -17,6 +22,10 @@ import time
 STATS_ENV = "GOCAAS_CACHEPROG_STATS"
 
 COUNTERS = ("gets", "hits", "misses", "hit_bytes", "puts", "put_bytes", "put_new_bytes", "errors", "corrupt")
+REMOTE_COUNTERS = (
+    "remote_hits", "remote_misses", "remote_skipped", "remote_bytes_down", "uploads", "upload_skipped",
+    "upload_dropped", "remote_bytes_up", "remote_errors", "remote_requests", "breaker_opens",
+)  # fmt: skip
 
 
 class Stats:
@@ -32,11 +41,13 @@ class Stats:
         "put_bytes",
         "put_new_bytes",
         "puts",
+        "remote",
         "started",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.started = time.time()
+        self.remote: dict[str, int] | None = None  # the remote tier's counters, with --remote
         for name in COUNTERS:
             setattr(self, name, 0)
 
@@ -50,6 +61,7 @@ class Stats:
             "started": round(self.started, 3),
             "duration_s": round(time.time() - self.started, 4),
             **self.as_dict(),
+            **(self.remote or {}),
         }
         return (
             "{" + ", ".join(f"{_json_str(k)}: {_json_value(v)}" for k, v in fields.items()) + "}\n"

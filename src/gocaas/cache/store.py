@@ -219,14 +219,28 @@ class Store:
         return ObjectWriter(*self._mktemp())
 
     def commit(
-        self, namespace: str, action_id: bytes, output_id: bytes, writer: ObjectWriter
+        self,
+        namespace: str,
+        action_id: bytes,
+        output_id: bytes,
+        writer: ObjectWriter,
+        time_ns: int | None = None,
     ) -> tuple[Entry, bool]:
-        """Move a finished writer's file into place as output_id and write the action entry.
+        """Move a finished writer's file into place as output_id and write the action entry (put at time_ns,
+        default now). Returns the entry and whether the object was new to the store."""
+        try:
+            self.action_path(namespace, action_id)  # check the key and namespace before moving anything
+        except BaseException:
+            writer.abort()
+            raise
+        new = self.commit_object(output_id, writer)
+        return self.put_entry(namespace, action_id, output_id, writer.size, time_ns), new
 
-        Returns the entry and whether the object was new to the store."""
+    def commit_object(self, output_id: bytes, writer: ObjectWriter) -> bool:
+        """Move a finished writer's file into place as output_id (refused unless it hashes to it); whether
+        the object was new to the store."""
         writer.close()
         try:
-            apath = self.action_path(namespace, action_id)
             opath = self.path(output_id)
             if writer.digest() != output_id:
                 raise CacheError(f"body of {writer.size} bytes does not hash to output ID {output_id.hex()}")
@@ -239,7 +253,14 @@ class Store:
             self._account(writer.size)
         else:
             unlink(writer.path)  # already there (another action, namespace or process put it)
-        entry = Entry(output_id, writer.size, time.time_ns())
+        return new
+
+    def put_entry(
+        self, namespace: str, action_id: bytes, output_id: bytes, size: int, time_ns: int | None = None
+    ) -> Entry:
+        """Record action_id → output_id (the caller has checked that the object is there)."""
+        apath = self.action_path(namespace, action_id)
+        entry = Entry(output_id, size, time.time_ns() if time_ns is None else time_ns)
         line = f"v1 {output_id.hex()} {entry.size} {entry.time_ns}\n".encode()
         fd, tmp = self._mktemp()
         try:
@@ -247,7 +268,7 @@ class Store:
         finally:
             os.close(fd)
         place(tmp, apath)
-        return entry, new
+        return entry
 
     # -- internals
     def _writable(self) -> None:

@@ -1,0 +1,75 @@
+"""The remote tier as cacheprog sees it, made on first use (see prog.py: a go command that only hits
+locally never imports http.client or pybreaker). Imports nothing heavy itself: it is on cacheprog's path."""
+
+from __future__ import annotations
+
+import sys
+from _thread import allocate_lock
+
+from gocaas.cache.stats import REMOTE_COUNTERS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gocaas.cache.options import Options
+    from gocaas.cache.remote import RemoteTier
+    from gocaas.cache.store import Entry, Store
+
+
+class LazyRemote:
+    """fetch/upload/close as RemoteTier has them, never raising; if the tier cannot be made (say, pybreaker
+    missing), that is said once on stderr and the session goes on with the local store only."""
+
+    def __init__(self, store: Store, opts: Options) -> None:
+        self.store, self.opts = store, opts
+        self.upload_enabled = not (opts.remote_read_only or store.read_only)
+        self._tier: RemoteTier | None = None
+        self._broken = False
+        self._lock = allocate_lock()
+
+    def tier(self) -> RemoteTier | None:
+        if self._tier is None and not self._broken:
+            with self._lock:
+                if self._tier is None and not self._broken:
+                    try:
+                        self._tier = self._make()
+                    except Exception as e:
+                        sys.stderr.write(f"gocaas cacheprog: no remote cache: {type(e).__name__}: {e}\n")
+                        self._broken = True
+        return self._tier
+
+    def _make(self) -> RemoteTier:
+        from gocaas.cache.client import HTTPRemote
+        from gocaas.cache.remote import RemoteTier
+
+        opts = self.opts
+        client = HTTPRemote(opts.remote, opts.token, timeout=opts.remote_timeout)
+        return RemoteTier(self.store, opts.namespace, client, upload=self.upload_enabled)
+
+    def fetch(self, action_id: bytes) -> tuple[Entry, str] | None:
+        tier = self.tier()
+        return tier.fetch(action_id) if tier is not None else None
+
+    def upload(self, action_id: bytes, entry: Entry) -> None:
+        if self.upload_enabled and (tier := self.tier()) is not None:
+            tier.upload(action_id, entry)
+
+    def close(self) -> dict[str, int]:
+        """Flush uploads (up to --flush-timeout); the counters for the stats line."""
+        if self._tier is None:
+            return dict.fromkeys(REMOTE_COUNTERS, 0)
+        self._tier.close(self.opts.flush_timeout)
+        return self._tier.counters()
+
+    def cleanup(self) -> None:
+        if self._tier is not None:
+            self._tier.cleanup()
+
+
+def lazy_remote(store: Store, opts: Options) -> LazyRemote | None:
+    """The remote tier of these options, or None without --remote (or without a token: said on stderr)."""
+    if not opts.remote:
+        return None
+    if not opts.token:
+        sys.stderr.write("gocaas cacheprog: --remote needs a token (--token, $GOCAAS_CACHE_TOKEN): unused\n")
+        return None
+    return LazyRemote(store, opts)

@@ -1,0 +1,238 @@
+"""cacheprog --remote spoken to as the go command does: read through, write behind, and a remote that is down,
+failing or hanging bypassed by the circuit breaker (no go here; see test_go_remote.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gocaas.cache import Store
+from gocaas.cache.options import parse_args
+from tests.cache.conftest import TOKEN, LiveServer, Session, python_env, read_stats, remote_args, sha
+
+BODY = b"\x7fELF pretend binary" * 5000  # over HEAD_MIN: uploads ask first
+AID = sha(b"an action")
+
+
+def session(local: Path, url: str, tmp_path: Path, *extra: str, **env: str) -> Session:
+    stats = str(tmp_path / "stats.jsonl")
+    return Session(local, *remote_args(url, *extra), env=python_env(GOCAAS_CACHEPROG_STATS=stats, **env))
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_put_is_uploaded_and_a_fresh_store_reads_it_back(
+    tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    server = live_server()
+    a = session(tmp_path / "worker-a", server.url, tmp_path)
+    assert a.get(AID)["Miss"] is True
+    a.put(AID, BODY)
+    a.put(sha(b"small"), b"small body")
+    assert a.close() == 0, "close waits for the uploads"
+    remote = Store(server.store)
+    assert remote.get("default", AID) is not None and remote.get("default", sha(b"small")) is not None
+
+    b = session(tmp_path / "worker-b", server.url, tmp_path)
+    hit = b.get(AID)
+    path = Path(hit["DiskPath"])
+    assert hit["Size"] == len(BODY) and path.read_bytes() == BODY
+    assert path.is_relative_to(tmp_path / "worker-b"), "the local store was filled"
+    assert b.get(AID)["DiskPath"] == str(path)
+    assert b.close() == 0
+    local_entry, remote_entry = Store(tmp_path / "worker-b").get("default", AID), remote.get("default", AID)
+    assert local_entry == remote_entry, "same output, size and put time"
+
+    first, second = read_stats(tmp_path / "stats.jsonl")
+    assert first["uploads"] == 2 and first["remote_bytes_up"] == len(BODY) + len(b"small body")
+    assert first["remote_misses"] == 1 and first["upload_dropped"] == 0
+    assert second["hits"] == 2 and second["remote_hits"] == 1, "the second get was local"
+    assert second["remote_bytes_down"] == len(BODY) and second["remote_errors"] == 0
+
+
+def test_what_the_remote_has_is_not_sent_again(
+    tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    server = live_server()
+    Store(server.store).put("default", sha(b"other action"), sha(BODY), BODY)
+    s = session(tmp_path / "local", server.url, tmp_path)
+    s.put(AID, BODY)
+    s.close()
+    (line,) = read_stats(tmp_path / "stats.jsonl")
+    assert line["uploads"] == 1 and line["upload_skipped"] == 1 and line["remote_bytes_up"] == 0
+    assert Store(server.store).get("default", AID) is not None
+
+
+def test_namespaces_isolated_through_the_remote(
+    tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    server = live_server()
+    a = session(tmp_path / "a", server.url, tmp_path, "--namespace", "team-a")
+    a.put(AID, BODY)
+    a.close()
+    b = session(tmp_path / "b", server.url, tmp_path, "--namespace", "team-b")
+    assert b.get(AID)["Miss"] is True
+    b.close()
+    c = session(tmp_path / "c", server.url, tmp_path, "--namespace", "team-a")
+    assert c.get(AID)["Size"] == len(BODY)
+    c.close()
+
+
+def test_read_only_writes_neither_store(tmp_path: Path, live_server: Callable[..., LiveServer]) -> None:
+    server = live_server()
+    Store(server.store).put("default", AID, sha(BODY), BODY)
+    local = tmp_path / "local"
+    Store(local).put("default", sha(b"local"), sha(b"local body"), b"local body")
+    before_local, before_remote = snapshot(local), snapshot(server.store)
+    s = session(local, server.url, tmp_path, "--read-only")
+    assert s.hello["KnownCommands"] == ["get", "close"]
+    hit = s.get(AID)
+    assert Path(hit["DiskPath"]).read_bytes() == BODY, "served from a private temp dir"
+    assert s.get(sha(b"local"))["Size"] == len(b"local body")
+    assert s.close() == 0
+    assert not Path(hit["DiskPath"]).exists(), "removed once the session is over"
+    assert snapshot(local) == before_local and snapshot(server.store) == before_remote
+
+
+def test_remote_read_only_never_uploads(tmp_path: Path, live_server: Callable[..., LiveServer]) -> None:
+    server = live_server()
+    s = session(tmp_path / "local", server.url, tmp_path, "--remote-read-only")
+    s.put(AID, BODY)
+    assert s.get(AID)["Size"] == len(BODY)
+    s.close()
+    assert not (server.store / "actions").exists()
+    assert read_stats(tmp_path / "stats.jsonl")[0]["remote_requests"] == 0
+
+
+def test_a_read_only_token_stops_uploads_quietly(
+    tmp_path: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    server = live_server(read_token="reader")
+    s = Session(
+        tmp_path / "local",
+        "--remote",
+        server.url,
+        env=python_env(GOCAAS_CACHE_TOKEN="reader", GOCAAS_CACHEPROG_STATS=str(tmp_path / "stats.jsonl")),
+    )
+    for i in range(10):
+        assert "Err" not in s.put(sha(b"k%d" % i), BODY + bytes([i]))
+    s.close()
+    (line,) = read_stats(tmp_path / "stats.jsonl")
+    assert line["uploads"] == 0 and line["breaker_opens"] == 0, "a 403 is a refusal, not an outage"
+    assert line["remote_requests"] <= 2, "one refusal and it stops asking"
+    assert not (server.store / "actions").exists()
+
+
+def test_token_from_a_file(tmp_path: Path, live_server: Callable[..., LiveServer]) -> None:
+    server = live_server()
+    Store(server.store).put("default", AID, sha(BODY), BODY)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    s = Session(tmp_path / "local", "--remote", server.url, "--token-file", str(tmp_path / "token"))
+    assert s.get(AID)["Size"] == len(BODY)
+    s.close()
+    assert parse_args(["--token-file", str(tmp_path / "token")]).token == TOKEN
+
+
+# -- remotes that fail
+
+
+@pytest.fixture
+def dead_url() -> str:
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+class _Failing(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_PUT = do_GET
+
+
+@pytest.fixture
+def failing_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hanging_url() -> Iterator[str]:
+    """Accepts connections (the kernel does, from the backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("kind", ["dead", "failing", "hanging"])
+def test_a_broken_remote_is_bypassed(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(f"{kind}_url")
+    local = tmp_path / "local"
+    s = session(local, url, tmp_path, "--remote-timeout", "0.3", "--flush-timeout", "1")
+    started = time.monotonic()
+    for i in range(20):
+        assert s.get(sha(b"k%d" % i)) == {"ID": s.next_id, "Miss": True}, "a miss, never an error"
+    for i in range(20):
+        put = s.put(sha(b"k%d" % i), BODY + bytes([i]))
+        assert "Err" not in put and Path(put["DiskPath"]).read_bytes() == BODY + bytes([i])
+    assert s.get(sha(b"k3"))["Size"] == len(BODY) + 1, "the local store works on"
+    assert s.close() == 0
+    assert time.monotonic() - started < 30
+    (line,) = read_stats(tmp_path / "stats.jsonl")
+    assert line["breaker_opens"] == 1
+    assert line["remote_requests"] <= 3 + 4, "fail_max, plus what was in flight when it opened"
+    assert line["remote_skipped"] >= 20 - 3 - 4 and line["remote_errors"] >= 3
+    assert line["errors"] == 0 and line["misses"] == 20 and line["puts"] == 20
+    if kind == "dead":
+        assert s.proc.stderr is not None and b"unavailable" in s.proc.stderr.read()
+
+    # the next cacheprog of the build does not knock again before the cool-down is over
+    again = session(local, url, tmp_path, "--remote-timeout", "0.3")
+    assert again.get(sha(b"new"))["Miss"] is True
+    again.close()
+    last = read_stats(tmp_path / "stats.jsonl")[-1]
+    assert last["remote_requests"] == 0 and last["remote_skipped"] == 1 and last["breaker_opens"] == 0
+
+
+def test_a_remote_that_comes_back(tmp_path: Path, live_server: Callable[..., LiveServer]) -> None:
+    """After the cool-down one trial request closes the breaker again (and forgets the down mark)."""
+    from gocaas.cache.client import HTTPRemote
+    from gocaas.cache.remote import RemoteTier
+
+    server = live_server()
+    Store(server.store).put("default", AID, sha(BODY), BODY)
+    local = Store(tmp_path / "local")
+    tier = RemoteTier(local, "default", HTTPRemote(server.url, "wrong token"), reset_timeout=0.2)
+    for _ in range(4):
+        assert tier.fetch(AID) is None
+    assert tier.counters()["breaker_opens"] == 1 and list(local_root(local).glob("remote-*.down"))
+    tier.client = HTTPRemote(server.url, TOKEN)  # the operator fixed the token
+    time.sleep(0.3)
+    found = tier.fetch(AID)
+    assert found is not None and Path(found[1]).read_bytes() == BODY
+    assert not list(local_root(local).glob("remote-*.down"))
+    tier.close(1)
+
+
+def local_root(store: Store) -> Path:
+    return Path(store.root)
