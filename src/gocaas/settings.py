@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     cacheprog: bool = True
     cache_namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     cache_read_only: bool = False
+    # A remote tier behind the local disk (`gocaas cache serve` on another machine).
+    cache_remote_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    cache_remote_token: SecretStr | None = None
+    cache_remote_read_only: bool = False
+    cache_remote_timeout: float = Field(default=2.0, gt=0, le=60)
 
     reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
 

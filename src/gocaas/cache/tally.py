@@ -7,11 +7,11 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from gocaas.cache.stats import COUNTERS
+from gocaas.cache.stats import COUNTERS, REMOTE_COUNTERS
 
 
 def tally(paths: Iterable[Path]) -> dict[str, int]:
-    totals = dict.fromkeys(COUNTERS, 0)
+    totals = dict.fromkeys((*COUNTERS, *REMOTE_COUNTERS), 0)
     totals["go_commands"] = 0
     for path in paths:
         try:

@@ -65,7 +65,9 @@ def cache_gc(
         raise fail(str(exc), 3) from None
     Console().print(
         f"{_size(result.total_before)} → {_size(result.total_after)}: removed {result.removed_objects} "
-        f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)})", highlight=False)
+        f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)})",
+        highlight=False,
+    )
 
 
 @cache_app.command("verify")
@@ -78,7 +80,9 @@ def cache_verify() -> None:
     result = verify(Store(str(settings.cache_dir)))
     Console().print(
         f"{result.objects} objects ({_size(result.bytes)}), {result.corrupt_objects} corrupt; "
-        f"{result.actions} entries, {result.bad_actions} bad; removed {len(result.removed)}", highlight=False)
+        f"{result.actions} entries, {result.bad_actions} bad; removed {len(result.removed)}",
+        highlight=False,
+    )
     if result.corrupt_objects or result.bad_actions:
         raise typer.Exit(1)
 
@@ -98,6 +102,41 @@ def cache_explain(
         raise fail(exc.message, exc.exit_code) from None
     for line in why.lines():
         typer.echo(line)
+
+
+@cache_app.command("serve")
+def cache_serve(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8080",
+    token: Annotated[
+        str | None, typer.Option(envvar="GOCAAS_CACHE_TOKEN", help="The bearer token clients must send.")
+    ] = None,
+    read_token: Annotated[str | None, typer.Option(help="A token that may only read.")] = None,
+    read_only: Annotated[bool, typer.Option(help="Refuse every write.")] = False,
+    read_only_namespace: Annotated[
+        list[str] | None, typer.Option(help="A namespace nobody may write.")
+    ] = None,
+    max_size: Annotated[str | None, typer.Option(help="The store's budget, e.g. 50GiB.")] = None,
+    max_object_size: Annotated[str | None, typer.Option(help="The largest object accepted.")] = None,
+) -> None:
+    """Serve the build cache over HTTP to other workers (GET/HEAD/PUT by namespace and key, bearer token)."""
+    from gocaas.cache.server import serve_command
+
+    settings = load()
+    if not token:
+        raise fail("a token is required: --token or GOCAAS_CACHE_TOKEN")
+    try:
+        serve_command(
+            listen,
+            token,
+            settings.cache_dir,
+            read_token=read_token,
+            read_only=read_only,
+            read_only_namespaces=read_only_namespace or (),
+            max_size=max_size,
+            max_object_size=max_object_size,
+        )
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
 
 
 def cacheprog(ctx: typer.Context) -> None:

@@ -131,6 +131,9 @@ def go_environ(
         env["GOCACHEPROG"] = cacheprog
         if cache_stats is not None:
             env["GOCAAS_CACHEPROG_STATS"] = str(cache_stats)
+        if settings.cache_remote_token is not None:
+            # Test binaries see this too: give builds of untrusted code a read-only token.
+            env["GOCAAS_CACHE_TOKEN"] = settings.cache_remote_token.get_secret_value()
     if target is not None:
         env["GOOS"] = target.goos
         env["GOARCH"] = target.goarch

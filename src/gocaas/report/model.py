@@ -75,6 +75,18 @@ class CacheUse(_Model):
     put_new_bytes: int = 0
     errors: int = 0
     corrupt: int = 0
+    # The remote tier (cache_remote_url): hits it served (inside `hits`), bytes each way, failures.
+    remote_hits: int = 0
+    remote_misses: int = 0
+    remote_skipped: int = 0
+    remote_bytes_down: int = 0
+    remote_bytes_up: int = 0
+    uploads: int = 0
+    upload_skipped: int = 0
+    upload_dropped: int = 0
+    remote_errors: int = 0
+    remote_requests: int = 0
+    breaker_opens: int = 0
 
     @property
     def hit_ratio(self) -> float:

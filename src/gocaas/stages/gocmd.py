@@ -40,8 +40,22 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain) -> str | None:
         return None
     from gocaas.cache.command import cacheprog_command
 
-    return cacheprog_command(settings.cache_dir, namespace=settings.cache_namespace,
-                             read_only=settings.cache_read_only)
+    extra: list[str] = []
+    if settings.cache_remote_url:
+        extra += [
+            "--remote",
+            settings.cache_remote_url,
+            "--remote-timeout",
+            str(settings.cache_remote_timeout),
+        ]
+        if settings.cache_remote_read_only:
+            extra.append("--remote-read-only")
+    return cacheprog_command(
+        settings.cache_dir,
+        namespace=settings.cache_namespace,
+        read_only=settings.cache_read_only,
+        extra=extra,
+    )
 
 
 # After the modules stage nothing may download behind its back (and go.mod/go.sum stay as they are).
