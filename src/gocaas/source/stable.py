@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,43 @@ class Synced:
     changed: tuple[str, ...] | None  # paths written or removed; None when there was no earlier build here
 
 
+def load_record(record: Path) -> dict[str, list[object]]:
+    return _load(record)
+
+
+def state(path: Path) -> list[object] | None:
+    return _state(path)
+
+
+def remove_extra(target: Path, keep: Iterable[str]) -> list[str]:
+    """Remove what is not to be kept (deepest first), including whatever a build left behind."""
+    wanted = set(keep)
+    removed: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(target, topdown=False):
+        base = Path(dirpath)
+        for name in [*filenames, *(d for d in dirnames if (base / d).is_symlink())]:
+            rel = (base / name).relative_to(target).as_posix()
+            if rel not in wanted:
+                (base / name).unlink()
+                removed.append(rel)
+        for name in dirnames:
+            full = base / name
+            if not full.is_symlink() and full.is_dir() and not any(full.iterdir()):
+                rel = full.relative_to(target).as_posix()
+                if not any(path.startswith(rel + "/") for path in wanted):
+                    full.rmdir()
+    return removed
+
+
+def finish(target: Path, after: dict[str, list[object]], record: Path) -> None:
+    """Fixed directory times, and the record of what the workspace now holds."""
+    for dirpath, _, _ in os.walk(target):
+        os.utime(dirpath, (DIR_MTIME, DIR_MTIME))
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(after), encoding="utf-8")
+    tmp.replace(record)
+
+
 def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Path) -> Synced:
     """Make `target` hold exactly `incoming`'s entries (described by `manifest`), moving what changed.
 
@@ -65,21 +103,9 @@ def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Pa
     changed: list[str] = []
     target.mkdir(parents=True, exist_ok=True)
     kept = written = removed = 0
-    # Remove what the new tree does not have (deepest first), including whatever a build left behind.
-    for dirpath, dirnames, filenames in os.walk(target, topdown=False):
-        base = Path(dirpath)
-        for name in [*filenames, *(d for d in dirnames if (base / d).is_symlink())]:
-            rel = (base / name).relative_to(target).as_posix()
-            if rel not in manifest:
-                (base / name).unlink()
-                removed += 1
-                changed.append(rel)
-        for name in dirnames:
-            full = base / name
-            if not full.is_symlink() and full.is_dir() and not any(full.iterdir()):
-                rel = full.relative_to(target).as_posix()
-                if not any(path.startswith(rel + "/") for path in manifest):
-                    full.rmdir()
+    removed_paths = remove_extra(target, manifest.keys())
+    removed = len(removed_paths)
+    changed += removed_paths
     after: dict[str, list[object]] = {}
     for rel, entry_hash in manifest.items():
         dest = target / rel
@@ -99,9 +125,5 @@ def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Pa
         changed.append(rel)
         state = _state(dest)
         after[rel] = [entry_hash, *(state or [])]
-    for dirpath, _, _ in os.walk(target):
-        os.utime(dirpath, (DIR_MTIME, DIR_MTIME))
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(after), encoding="utf-8")
-    tmp.replace(record)
+    finish(target, after, record)
     return Synced(kept, written, removed, None if first else tuple(sorted(changed)))

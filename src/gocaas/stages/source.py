@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 from typing import ClassVar
 
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import intake
+from gocaas.source.fastsync import fast_sync
 from gocaas.source.stable import MANIFEST, sync_tree
+from gocaas.spec import SourceKind
 from gocaas.stages.gocmd import SourceResult
 
 
@@ -21,6 +24,18 @@ class SourceStage:
     name: ClassVar[str] = "source"
 
     def run(self, ctx: BuildContext) -> SourceResult:
+        source = ctx.spec.source
+        if source.kind is SourceKind.DIRECTORY and source.changed_since is None:
+            fast = fast_sync(
+                Path(source.location), ctx.dirs.src, ctx.dirs.src.parent / MANIFEST, ctx.settings
+            )
+            if fast is not None:
+                workspace, synced = fast
+                ctx.log.line(
+                    f"workspace {workspace.root} ({workspace.file_count} files, {workspace.digest}): "
+                    f"{synced.kept} unchanged, {synced.written} copied, {synced.removed} removed"
+                )
+                return SourceResult(workspace, synced.changed)
         incoming = ctx.dirs.incoming
         shutil.rmtree(incoming, ignore_errors=True)
         taken = intake(ctx.spec.source, incoming, ctx.settings)
