@@ -45,7 +45,10 @@ from gocaas.cli.options import (
 from gocaas.cli.quarantine_cmd import flaky, quarantine_app
 from gocaas.cli.toolchain_cmd import toolchain_app
 from gocaas.errors import BadInput, GocaasError
-from gocaas.spec import BuildSpec
+from gocaas.spec import BuildSpec, TestOptions
+
+# The test options' defaults live in TestOptions; both commands show them from there.
+_TESTS = TestOptions()
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A build service for Go.")
 app.add_typer(toolchain_app, name="toolchain")
@@ -130,10 +133,10 @@ def build(
     test: Test = True,
     coverage: Coverage = False,
     coverpkg_all: CoverpkgAll = False,
-    reruns: Reruns = 2,
-    rerun_threshold: RerunThreshold = 10,
-    flaky: Flaky = "warn",
-    shuffle: Shuffle = "auto",
+    reruns: Reruns = _TESTS.reruns,
+    rerun_threshold: RerunThreshold = _TESTS.rerun_threshold,
+    flaky: Flaky = _TESTS.flaky.value,
+    shuffle: Shuffle = _TESTS.shuffle,
     race: Race = False,
     count: Count = None,
     run: Run = None,
@@ -200,10 +203,10 @@ def test_command(
     cgo: Cgo = False,
     coverage: Coverage = False,
     coverpkg_all: CoverpkgAll = False,
-    reruns: Reruns = 2,
-    rerun_threshold: RerunThreshold = 10,
-    flaky: Flaky = "warn",
-    shuffle: Shuffle = "auto",
+    reruns: Reruns = _TESTS.reruns,
+    rerun_threshold: RerunThreshold = _TESTS.rerun_threshold,
+    flaky: Flaky = _TESTS.flaky.value,
+    shuffle: Shuffle = _TESTS.shuffle,
     race: Race = False,
     count: Count = None,
     run: Run = None,
