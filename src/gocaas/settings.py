@@ -90,6 +90,25 @@ class Settings(BaseSettings):
     system_path: str = "/usr/local/bin:/usr/bin:/bin"
 
     build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
+
+    # The service (`gocaas serve`).
+    server_workers: int | None = Field(default=None, ge=1, le=256, description="Default: from the cores.")
+    server_max_queued: int = Field(default=1000, ge=1, description="Builds waiting, all tenants: then 503.")
+    server_max_queued_per_tenant: int = Field(default=200, ge=1, description="Per tenant: then 429.")
+    server_max_upload_bytes: int = Field(default=256 * 1024**2, ge=1)
+    server_allow_local_git: bool = Field(
+        default=False, description="Accept file:// git URLs and local paths in requests (tests, mirrors)."
+    )
+    server_git_hosts: tuple[str, ...] = Field(default=(), description="Allowed git hosts; empty: any.")
+    server_aging_seconds: float = Field(
+        default=30.0, gt=0, description="A waiting build gains one priority level per this many seconds."
+    )
+    server_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Runs of a build whose worker died before it is failed."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$", description="OTLP/HTTP traces endpoint; unset: no export."
+    )
     cores: int | None = Field(default=None, ge=1, description="Cores to use; default: what the machine has.")
 
     @classmethod
@@ -133,11 +152,16 @@ class Settings(BaseSettings):
 
     @property
     def results_dir(self) -> Path:
-        return self.home / "results"
+        # Per namespace: a tenant never gets another tenant's build result.
+        return self.home / "results" / self.cache_namespace
 
     @property
     def builds_dir(self) -> Path:
         return self.home / "builds"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
 
     def effective_cores(self) -> int:
         from gocaas.resources import available_cpus

@@ -3,7 +3,9 @@ nothing else from a request reaches the go command."""
 
 from __future__ import annotations
 
+import platform
 import re
+import sys
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
@@ -17,6 +19,19 @@ _TARGET_RE = re.compile(rf"^({_WORD})/({_WORD})$")
 STAMP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
 # A git ref: what `git check-ref-format` accepts, plus a bare commit id; never an option.
 _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<!\.lock)(?<![./])$")
+
+
+_MACHINES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "i686": "386",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 class Frozen(BaseModel):
@@ -35,6 +50,12 @@ class Target(Frozen):
         if not match:
             raise ValueError(f"not a target: {text!r} (expected GOOS/GOARCH such as linux/amd64)")
         return cls(goos=match.group(1), goarch=match.group(2))
+
+    @classmethod
+    def host(cls) -> Target:
+        """This machine's GOOS/GOARCH: the default target."""
+        machine = platform.machine().lower()
+        return cls(goos=sys.platform.removesuffix("32"), goarch=_MACHINES.get(machine, machine))
 
     @property
     def exe_suffix(self) -> str:

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from gocaas.cli.cache_cmd import cache_app, cacheprog
-from gocaas.cli.common import fail, host_target, load, validation_message
+from gocaas.cli.common import fail, load, validation_message
 from gocaas.cli.options import (
     Archive,
     Cgo,
@@ -43,6 +43,7 @@ from gocaas.cli.options import (
     execute,
 )
 from gocaas.cli.quarantine_cmd import flaky, quarantine_app
+from gocaas.cli.serve_cmd import serve, token_app
 from gocaas.cli.toolchain_cmd import toolchain_app
 from gocaas.errors import BadInput, GocaasError
 from gocaas.spec import BuildSpec, TestOptions
@@ -55,6 +56,8 @@ app.add_typer(toolchain_app, name="toolchain")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("flaky")(flaky)
 app.add_typer(cache_app, name="cache")
+app.command("serve")(serve)
+app.add_typer(token_app, name="token")
 app.command(
     "cacheprog",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -74,7 +77,7 @@ def make_spec(
         if ref is not None and kind is not SourceKind.GIT:
             raise BadInput(f"--ref only applies to a git URL, and {source!r} is a {kind}")
         location = str(Path(source).resolve()) if kind is not SourceKind.GIT else source
-        targets = tuple(Target.parse(t) for t in (options.pop("target") or [host_target()]))
+        targets = tuple(Target.parse(t) for t in options.pop("target") or ()) or (Target.host(),)
         tests = TestOptions(**options.pop("tests"))
         return BuildSpec(
             source=SourceSpec(kind=kind, location=location, ref=ref, changed_since=changed_since),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import sys
 
 import typer
@@ -15,24 +14,6 @@ from gocaas.errors import ExitCode
 from gocaas.settings import Settings
 
 err_console = Console(stderr=True, soft_wrap=True)
-
-_MACHINES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "i686": "386",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def host_target() -> str:
-    return (
-        f"{sys.platform.removesuffix('32')}/{_MACHINES.get(platform.machine().lower(), platform.machine())}"
-    )
 
 
 def fail(message: str, code: int = ExitCode.BAD_INPUT, *, as_json: bool = False) -> typer.Exit:

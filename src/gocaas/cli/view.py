@@ -150,12 +150,16 @@ def print_summary(console: Console, report: BuildReport) -> None:
             console.print(f"  {report.checksums_file}", highlight=False)
         _print_tests(console, report)
         if report.reused_from:
-            console.print(f"reused the result of build {report.reused_from} (identical inputs)",
-                          highlight=False)
+            console.print(
+                f"reused the result of build {report.reused_from} (identical inputs)", highlight=False
+            )
         elif report.cache is not None and report.cache.gets:
             cache = report.cache
-            console.print(f"build cache: {cache.hits}/{cache.gets} hits ({cache.hit_ratio:.0%}), "
-                          f"{cache.put_new_bytes / 2**20:.1f} MiB new", highlight=False)
+            console.print(
+                f"build cache: {cache.hits}/{cache.gets} hits ({cache.hit_ratio:.0%}), "
+                f"{cache.put_new_bytes / 2**20:.1f} MiB new",
+                highlight=False,
+            )
         return
     _print_tests(console, report)
     failure = report.failure

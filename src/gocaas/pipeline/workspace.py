@@ -22,15 +22,18 @@ from gocaas.settings import Settings
 from gocaas.spec import SourceKind, SourceSpec
 
 
-def project_key(source: SourceSpec) -> str:
+def project_key(source: SourceSpec, namespace: str = "default") -> str:
     """Which workspace a build uses. A directory is known by its module path (read from its go.mod), so a
     fresh copy of the same module at another path still finds go's cached test results; a git URL or an
-    archive by its location. Sharing is always safe: the sync makes the workspace exactly the new source."""
+    archive by its location; each cache namespace (tenant) has its own. Sharing is always safe: the sync makes
+    the workspace exactly the new source."""
     identity = f"{source.kind}\0{source.location}"
     if source.kind is SourceKind.DIRECTORY:
         # no readable go.mod: intake will say so
         with contextlib.suppress(OSError, UnicodeDecodeError, GocaasError):
             identity = f"module\0{module_path(Path(source.location))}"
+    if namespace != "default":
+        identity = f"{namespace}\0{identity}"
     return hashlib.sha256(identity.encode()).hexdigest()[:20]
 
 
@@ -39,7 +42,7 @@ def build_dirs(settings: Settings, source: SourceSpec, build_id: str) -> Iterato
     root = settings.builds_dir / build_id
     workspaces = settings.home / "workspaces"
     workspaces.mkdir(parents=True, exist_ok=True)
-    key = project_key(source)
+    key = project_key(source, settings.cache_namespace)
     with (workspaces / f"{key}.lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -38,7 +38,7 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
 # The newest revision in migrations/versions (a test checks it against Alembic's head). A database already
 # there is opened without loading Alembic at all.
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 
 # pg_advisory_xact_lock key of the store's migrations (any fixed bigint; "gocaas" in ASCII).
 _PG_LOCK_KEY: Final = 0x676F63616173

@@ -1,0 +1,88 @@
+"""`gocaas serve` and `gocaas token`: running the service and managing who may use it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gocaas.cli.common import err_console, fail, load
+from gocaas.errors import GocaasError
+
+token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the service (stored hashed).")
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Loopback by default: expose it on purpose.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8080,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Worker processes; default: one per two cores.")
+    ] = None,
+    log_json: Annotated[
+        bool | None,
+        typer.Option("--log-json/--log-text", help="Log format; default: JSON unless a terminal."),
+    ] = None,
+) -> None:
+    """Run the HTTP API and a local executor with worker processes, on SQLite in the data directory (or
+    GOCAAS_DATABASE_URL)."""
+    import uvicorn
+
+    from gocaas.logs import configure_logging
+    from gocaas.server import create_app, worker_count
+    from gocaas.store import open_store
+    from gocaas.store.tenants import TenantRepo
+
+    settings = load(server_workers=workers)
+    configure_logging(json=log_json)
+    try:
+        with open_store(settings.db_url) as store:
+            tenants = TenantRepo(store)
+            if tenants.token_count() == 0:
+                first = tenants.create_token("admin", label="created on first start", admin=True)
+                err_console.print(
+                    "[bold]First start:[/] an admin token for tenant 'admin' (shown once, keep it):"
+                )
+                typer.echo(first.token)
+    except GocaasError as e:
+        raise fail(e.message, e.exit_code) from None
+    typer.echo(f"gocaas serving on http://{host}:{port} with {worker_count(settings)} workers", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@token_app.command("create")
+def token_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the token acts for (created if new).")],
+    label: Annotated[str, typer.Option(help="What the token is for, e.g. 'ci'.")] = "",
+    admin: Annotated[bool, typer.Option(help="An admin token.")] = False,
+) -> None:
+    """Create a token for TENANT and print it on the last line (it is stored hashed: copy it now)."""
+    from gocaas.store import open_store
+    from gocaas.store.tenants import TenantRepo
+
+    settings = load()
+    try:
+        with open_store(settings.db_url) as store:
+            new = TenantRepo(store).create_token(tenant, label=label, admin=admin)
+    except GocaasError as e:
+        raise fail(e.message, e.exit_code) from None
+    err_console.print(f"token for tenant {new.principal.tenant!r} (shown once):")
+    typer.echo(new.token)
+
+
+@token_app.command("revoke")
+def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.")]) -> None:
+    """Revoke a token: requests with it fail within seconds."""
+    from gocaas.store import open_store
+    from gocaas.store.tenants import TenantRepo
+
+    settings = load()
+    try:
+        with open_store(settings.db_url) as store:
+            revoked = TenantRepo(store).revoke(token)
+    except GocaasError as e:
+        raise fail(e.message, e.exit_code) from None
+    if not revoked:
+        raise fail("no such token (or it was already revoked)")
+    err_console.print("revoked")

@@ -1,0 +1,132 @@
+"""A worker process: takes one build at a time over its pipe, runs the ordinary pipeline on it, and sends
+back what happens (stages, log chunks, the report). It never touches the database: the supervisor records
+what it says, so a worker killed mid-build loses nothing but its own pipe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Final
+
+from gocaas.pipeline.events import (
+    Event,
+    LogLine,
+    Note,
+    PackageTested,
+    StageFinished,
+    StageStarted,
+    TargetFinished,
+    TargetStarted,
+)
+from gocaas.settings import Settings
+from gocaas.spec import BuildSpec
+
+__all__ = ["Job", "worker_main"]
+
+FLUSH_SECONDS: Final = 0.25
+"""How often buffered log lines go to the supervisor: live enough to follow, few enough database rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    build_id: str
+    spec: str
+    namespace: str
+
+
+@dataclass
+class _Forwarder:
+    """The pipeline's event sink in a worker: stage changes at once, log lines in chunks."""
+
+    conn: Connection
+    build_id: str
+    stage_names: list[str]
+    lines: list[str] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case StageStarted(stage=name):
+                self.flush()
+                self._send_stage(name, "running", None, None)
+                self.lines.append(f"==> {name}")
+            case StageFinished(record=record):
+                took = f" in {record.duration_s:.2f}s" if record.status != "skipped" else ""
+                why = f": {record.skip_reason}" if record.skip_reason else ""
+                self.lines.append(f"<== {record.name} {record.status}{took}{why}")
+                self.flush()
+                self._send_stage(record.name, record.status.value, record.duration_s, record.skip_reason)
+            case LogLine(stage=stage, text=text):
+                self.lines.append(f"[{stage}] {text}")
+            case Note(stage=stage, text=text):
+                self.lines.append(f"[{stage}] note: {text}")
+            case TargetStarted(stage=stage, target=target):
+                self.lines.append(f"[{stage}] {target}: started")
+            case TargetFinished(stage=stage, target=target, ok=ok, duration_s=took):
+                self.lines.append(f"[{stage}] {target}: {'ok' if ok else 'FAILED'} in {took:.2f}s")
+            case PackageTested() as tested:
+                cached = " (cached)" if tested.cached else ""
+                self.lines.append(
+                    f"[{tested.stage}] {tested.state} {tested.package} {tested.duration_s:.2f}s{cached} "
+                    f"passed={tested.passed} failed={tested.failed} skipped={tested.skipped}"
+                )
+        if self.lines and time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def _send_stage(self, name: str, status: str, duration_s: float | None, skip_reason: str | None) -> None:
+        position = self.stage_names.index(name) if name in self.stage_names else len(self.stage_names)
+        self.conn.send(("stage", self.build_id, position, name, status, duration_s, skip_reason))
+
+    def flush(self) -> None:
+        if self.lines:
+            self.conn.send(("log", self.build_id, "\n".join(self.lines) + "\n"))
+            self.lines.clear()
+        self.last_flush = time.monotonic()
+
+
+def worker_main(conn: Connection, settings: Settings) -> None:
+    """The worker process's main: run jobs until the pipe closes or says stop."""
+    from gocaas.pipeline.run import DEFAULT_STAGES
+    from gocaas.telemetry import build_span, configure_tracing
+
+    os.setpgrp()  # not in the server's terminal group: ^C reaches the server, which stops the workers
+    configure_tracing(settings, service="gocaas-worker")
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if not isinstance(message, Job):
+            return
+        stage_names = [stage.name for stage in DEFAULT_STAGES]
+        sink = _Forwarder(conn, message.build_id, stage_names)
+        with build_span(message.build_id, message.namespace) as span_sink:
+            conn.send(_run(message, settings, sink, span_sink))
+        conn.send(("ready", os.getpid()))
+
+
+def _run(job: Job, settings: Settings, sink: _Forwarder, span_sink: object) -> tuple[str, str, str]:
+    from gocaas.pipeline.run import run_build
+
+    try:
+        spec = BuildSpec.model_validate_json(job.spec)
+        build_settings = settings.model_copy(update={"cache_namespace": job.namespace})
+        root = settings.builds_dir / job.build_id
+        shutil.rmtree(root, ignore_errors=True)  # a re-run after a lost worker starts clean
+
+        def both(event: Event) -> None:
+            sink(event)
+            span_sink(event)  # type: ignore[operator]
+
+        report = run_build(spec, build_settings, out_dir=root / "out", sink=both, build_id=job.build_id)
+        sink.flush()
+        return ("done", job.build_id, report.to_json())
+    except Exception:  # the pipeline classifies build failures itself: this is a bug, reported as one
+        sink.lines.append(traceback.format_exc())
+        sink.flush()
+        return ("crash", job.build_id, traceback.format_exc(limit=1).strip().splitlines()[-1])
