@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from gocaas.settings import Settings
 from tests.conftest import settings_env
+from tests.store.conftest import fresh_postgres_url, postgres_admin  # noqa: F401
 from tests.support.server import ServerProcess, server_home
 
 ServerFactory = Callable[..., ServerProcess]
@@ -45,3 +47,10 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, settings: Settings) ->
 def server(make_server: ServerFactory) -> ServerProcess:
     """One shared server for the module's tests that don't restart or kill it."""
     return make_server()
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database for a server (skips locally without one; CI starts one)."""
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    yield from fresh_postgres_url(admin)

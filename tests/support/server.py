@@ -142,3 +142,35 @@ def wait_finished(client: httpx.Client, build_id: str, timeout: float = 600) -> 
         if view["status"] in ("succeeded", "failed", "cancelled"):
             return view
     raise AssertionError(f"build {build_id} did not finish in {timeout}s")
+
+
+def slow_module(dest: Path, name: str, seconds: float) -> Path:
+    """A main package whose one test sleeps `seconds`: a build that is reliably mid-test for a while.
+    A distinct `name` gives a distinct test binary, so go's test cache never answers it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "go.mod").write_text(f"module example.test/{name}\n\ngo 1.21\n")
+    (dest / "main.go").write_text('package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("slow") }\n')
+    (dest / "main_test.go").write_text(
+        'package main\n\nimport (\n\t"testing"\n\t"time"\n)\n\n'
+        f"func TestSlow(t *testing.T) {{ time.Sleep({int(seconds * 1000)} * time.Millisecond) }}\n"
+    )
+    return dest
+
+
+def upload(client: httpx.Client, source: Path, spec: str = "{}", **headers: str) -> httpx.Response:
+    return client.post(
+        "/v1/builds",
+        files={"archive": ("module.tar.gz", module_archive(source))},
+        data={"spec": spec},
+        headers=headers,
+    )
+
+
+def wait_until(client: httpx.Client, build_id: str, predicate: Any, timeout: float = 300) -> dict[str, Any]:
+    """Long-poll the build until predicate(view) holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view: dict[str, Any] = client.get(f"/v1/builds/{build_id}", params={"wait": 5}).json()
+        if predicate(view):
+            return view
+    raise AssertionError(f"build {build_id}: condition not reached in {timeout}s")

@@ -18,7 +18,12 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8080,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=256, help="Worker processes; default: one per two cores.")
+        int | None,
+        typer.Option(
+            min=0,
+            max=256,
+            help="Worker processes; default: one per two cores. 0: the API only, no builds run.",
+        ),
     ] = None,
     log_json: Annotated[
         bool | None,
@@ -34,7 +39,7 @@ def serve(
     from gocaas.store import open_store
     from gocaas.store.tenants import TenantRepo
 
-    settings = load(server_workers=workers)
+    settings = load(server_workers=workers or None)
     configure_logging(json=log_json)
     try:
         with open_store(settings.db_url) as store:
@@ -47,8 +52,10 @@ def serve(
                 typer.echo(first.token)
     except GocaasError as e:
         raise fail(e.message, e.exit_code) from None
-    typer.echo(f"gocaas serving on http://{host}:{port} with {worker_count(settings)} workers", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    count = 0 if workers == 0 else worker_count(settings)
+    typer.echo(f"gocaas serving on http://{host}:{port} with {count} workers", err=True)
+    app = create_app(settings, run_executor=count > 0)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 @token_app.command("create")

@@ -1,0 +1,134 @@
+"""Nothing accepted is lost: queued builds survive a restart, a killed worker's build is re-run, a build
+running when the server died is retried; cancel kills the build's processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+from tests.server.conftest import ServerFactory
+from tests.support.server import ServerProcess, slow_module, upload, wait_finished, wait_until
+
+
+def _processes() -> dict[int, str]:
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+    return found
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def _workers(server: ServerProcess) -> list[int]:
+    assert server.process is not None
+    return [
+        pid
+        for pid, cmdline in _processes().items()
+        if "multiprocessing.spawn" in cmdline
+        and "resource_tracker" not in cmdline
+        and _parent(pid) == server.process.pid
+    ]
+
+
+def _test_binaries(name: str) -> list[int]:
+    return [pid for pid, cmdline in _processes().items() if f"{name}.test" in cmdline]
+
+
+def test_queued_builds_survive_a_restart(make_server: ServerFactory, tmp_path: Path) -> None:
+    paused = make_server(workers=0)
+    client = paused.client(paused.admin_token)
+    ids = []
+    for i in range(3):
+        module = slow_module(tmp_path / f"q{i}", f"queued{i}", 0)
+        ids.append(upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"])
+    paused.stop()
+
+    resumed = ServerProcess(paused.env, paused.home, workers=1, admin_token=paused.admin_token).start()
+    try:
+        client = resumed.client(resumed.admin_token)
+        views = [wait_finished(client, build_id) for build_id in ids]
+        assert [v["status"] for v in views] == ["succeeded"] * 3, resumed.log()
+        assert all(v["attempts"] == 1 for v in views)
+    finally:
+        resumed.stop()
+
+
+def test_a_killed_worker_is_replaced_and_its_build_rerun(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = make_server(workers=1)
+    client = server.client(server.admin_token)
+    module = slow_module(tmp_path / "slow", "killedworker", 4)
+    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
+    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    time.sleep(0.5)
+    [worker] = _workers(server)
+    os.kill(worker, signal.SIGKILL)
+
+    view = wait_finished(client, build_id)
+    assert view["status"] == "succeeded", server.log()
+    assert view["attempts"] == 2
+    log = client.get(f"/v1/builds/{build_id}/log").text
+    assert f"worker process {worker} died (exit code -9) during attempt 1; re-queued" in log
+    assert "--- attempt 2 ---" in log
+    replacement = _workers(server)
+    assert len(replacement) == 1 and replacement != [worker]
+
+
+def test_a_build_running_when_the_server_died_is_retried(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = make_server(workers=1)
+    client = server.client(server.admin_token)
+    module = slow_module(tmp_path / "slow", "serverdied", 4)
+    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
+    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    server.stop(signal.SIGKILL)  # the whole process group: server and workers, no cleanup
+
+    restarted = ServerProcess(server.env, server.home, workers=1, admin_token=server.admin_token).start()
+    try:
+        view = wait_finished(restarted.client(restarted.admin_token), build_id)
+        assert view["status"] == "succeeded", restarted.log()
+        assert view["attempts"] == 2
+    finally:
+        restarted.stop()
+
+
+def test_cancel_kills_a_running_build(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = make_server(workers=1)
+    client = server.client(server.admin_token)
+    module = slow_module(tmp_path / "slow", "cancelme", 300)
+    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
+    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    deadline = time.monotonic() + 60
+    while not _test_binaries("cancelme"):
+        assert time.monotonic() < deadline, "the test binary never started"
+        time.sleep(0.2)
+
+    response = client.post(f"/v1/builds/{build_id}/cancel")
+    assert response.status_code == 202
+    view = wait_finished(client, build_id, timeout=30)
+    assert view["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while _test_binaries("cancelme"):
+        assert time.monotonic() < deadline, "the cancelled build's test binary still runs"
+        time.sleep(0.2)
+    # The worker was replaced and takes new builds.
+    after = upload(client, EXAMPLES / "hello", '{"targets": ["linux/amd64"], "tests": false}')
+    assert wait_finished(client, after.json()["build_id"])["status"] == "succeeded"
+
+
+def test_the_server_runs_on_postgresql(make_server: ServerFactory, postgres_url: str) -> None:
+    server = make_server(workers=1, database_url=postgres_url)
+    client = server.client(server.admin_token)
+    response = upload(client, EXAMPLES / "hello", '{"targets": ["linux/amd64"]}')
+    view = wait_finished(client, response.json()["build_id"])
+    assert view["status"] == "succeeded", server.log()
+    assert [b["id"] for b in client.get("/v1/builds").json()["builds"]] == [view["id"]]
+    assert "postgresql" in server.log()

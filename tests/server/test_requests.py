@@ -1,0 +1,199 @@
+"""Bad requests get a 4xx naming the field; admission control answers 429/503 with Retry-After; a queued
+build says why it waits. The server here runs no workers, so builds stay queued."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.server.conftest import ServerFactory
+from tests.support.server import ServerProcess, upload
+
+
+@pytest.fixture(scope="module")
+def strict(make_server: ServerFactory) -> ServerProcess:
+    return make_server(
+        workers=0,
+        server_allow_local_git=False,
+        server_git_hosts=("git.example.test",),
+        server_max_upload_bytes=200_000,
+        server_max_queued=4,
+        server_max_queued_per_tenant=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def client(strict: ServerProcess) -> httpx.Client:
+    return strict.client(strict.admin_token)
+
+
+COMPAT = {
+    "git_url": "https://git.example.test/m.git",
+    "ref": "main",
+    "target_os": "linux",
+    "target_arch": "amd64",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"colour": "red"}, "colour", "unknown field"),
+        ({"target_os": "../../x"}, "target_os", "pattern"),
+        ({"target_arch": ""}, "target_arch", "pattern"),
+        ({"go_version": "banana"}, "go_version", "banana"),
+        ({"ref": "--upload-pack=evil"}, "ref", "git ref"),
+        ({"git_url": "file:///etc"}, "git_url", "local paths and file:// URLs are not accepted"),
+        ({"git_url": "/srv/repos/m"}, "git_url", "local paths"),
+        ({"git_url": "https://evil.example.org/m.git"}, "git_url", "host 'evil.example.org' is not allowed"),
+        ({"git_url": "ext::sh -c touch% /tmp/pwned"}, "git_url", "whitespace"),
+        ({"git_url": "-oProxyCommand=x"}, "git_url", "starts with '-'"),
+        ({"git_url": "ftp://git.example.test/m.git"}, "git_url", "scheme 'ftp' is not allowed"),
+    ],
+)
+def test_compat_form_names_the_bad_field(
+    client: httpx.Client, change: dict[str, Any], field: str, words: str
+) -> None:
+    response = client.post("/v1/build", json=COMPAT | change)
+    assert response.status_code in (400, 422), response.text
+    body = response.json()
+    assert body["field"] == field, body
+    assert words in body["error"], body
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (
+            {"source": {"git_url": "https://git.example.test/m.git"}, "targets": ["../../x"]},
+            "targets",
+            "not a target",
+        ),
+        (
+            {"source": {"git_url": "https://git.example.test/m.git"}, "priority": 10},
+            "priority",
+            "less than or equal",
+        ),
+        (
+            {"source": {"git_url": "https://git.example.test/m.git"}, "version": "1.0 -X x"},
+            "version",
+            "version",
+        ),
+        (
+            {"source": {"git_url": "https://git.example.test/m.git", "branch": "x"}},
+            "source.branch",
+            "unknown",
+        ),
+        ({"targets": ["linux/amd64"]}, "source", "required"),
+    ],
+)
+def test_full_form_names_the_bad_field(
+    client: httpx.Client, body: dict[str, Any], field: str, words: str
+) -> None:
+    response = client.post("/v1/builds", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert words in response.json()["error"]
+
+
+def test_malformed_json_and_content_type(client: httpx.Client) -> None:
+    broken = client.post("/v1/builds", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 422 and "JSON" in broken.json()["error"]
+    odd = client.post("/v1/builds", content=b"x", headers={"Content-Type": "text/plain"})
+    assert odd.status_code == 415 and "text/plain" in odd.json()["error"]
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("archive", "words"),
+    [
+        (b"\x1f\x8b\x08\x00garbage-not-really-gzip", "corrupt"),
+        (b"just some text", "not a .tar.gz or .zip"),
+        (_tar({"README": b"hi"}), "go.mod"),
+        (_tar({"go.mod": b"module x\n", "../escape.go": b"package x"}), "escape"),
+    ],
+)
+def test_bad_archives_are_refused_with_the_reason(
+    client: httpx.Client, strict: ServerProcess, archive: bytes, words: str
+) -> None:
+    response = client.post("/v1/builds", files={"archive": ("m.tar.gz", archive)}, data={"spec": "{}"})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "archive"
+    assert words in response.json()["error"]
+    assert list((strict.home / "uploads").glob("*.*")) == []  # nothing kept
+
+
+def test_oversized_upload_and_bad_spec_part(client: httpx.Client, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "go.mod").write_text("module example.test/big\n\ngo 1.21\n")
+    (big / "blob.bin").write_bytes(os.urandom(300_000))
+    response = upload(client, big)
+    assert response.status_code == 413 and "200000" in response.json()["error"]
+    spec = upload(client, EXAMPLES / "hello", '{"targets": ["windows/../../x"]}')
+    assert spec.status_code == 422 and spec.json()["field"] == "targets"
+    both = upload(
+        client, EXAMPLES / "hello", json.dumps({"source": {"git_url": "https://git.example.test/m"}})
+    )
+    assert both.status_code == 422 and both.json()["field"] == "source"
+
+
+def test_queue_bounds_per_tenant_and_overall(strict: ServerProcess, client: httpx.Client) -> None:
+    def submit(c: httpx.Client, ref: str) -> httpx.Response:
+        return c.post("/v1/build", json=COMPAT | {"ref": ref})
+
+    ids = [submit(client, f"v1.0.{i}").json()["build_id"] for i in range(2)]
+    full = submit(client, "v1.0.2")
+    assert full.status_code == 429 and full.headers["Retry-After"].isdigit()
+    assert "your tenant's build queue is full" in full.json()["error"]
+    # An identical request is not new work: it returns the queued build even when the queue is full.
+    same = submit(client, "v1.0.0")
+    assert same.status_code == 202 and same.json()["build_id"] == ids[0] and same.json()["existing"]
+    other = strict.client(strict.token("other"))
+    assert submit(other, "v2.0.0").status_code == 202
+    assert submit(other, "v2.0.1").status_code == 202
+    overall = submit(strict.client(strict.token("third")), "v3.0.0")
+    assert overall.status_code == 503 and overall.headers["Retry-After"].isdigit()
+    assert "the build queue is full" in overall.json()["error"]
+
+    # A queued build says where it stands and why it waits.
+    view = client.get(f"/v1/builds/{ids[1]}").json()
+    assert view["status"] == "queued"
+    assert view["queue_position"] == 2
+    assert "no worker can take it" in view["waiting_reason"]
+
+    # Cancelling a queued build frees its place.
+    cancelled = client.post(f"/v1/builds/{ids[0]}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert submit(client, "v1.0.3").status_code == 202
+    assert client.post(f"/v1/builds/{ids[0]}/cancel").json()["status"] == "cancelled"  # idempotent
+
+
+def test_priority_and_aging_order_the_queue(make_server: ServerFactory) -> None:
+    server = make_server(workers=0, server_aging_seconds=3600)
+    client = server.client(server.admin_token)
+    low = client.post("/v1/builds", json={"source": {"git_url": "https://h/low.git"}, "priority": 0})
+    high = client.post("/v1/builds", json={"source": {"git_url": "https://h/high.git"}, "priority": 9})
+    mid = client.post("/v1/builds", json={"source": {"git_url": "https://h/mid.git"}})
+    positions = {
+        name: client.get(f"/v1/builds/{r.json()['build_id']}").json()["queue_position"]
+        for name, r in (("low", low), ("high", high), ("mid", mid))
+    }
+    assert positions == {"high": 1, "mid": 2, "low": 3}
