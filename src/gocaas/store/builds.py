@@ -416,7 +416,9 @@ class BuildRepo:
     def request_cancel(self, build_id: str) -> BuildRecord | None:
         """Cancel a queued build now; flag a running one for its executor. Finished builds stay."""
         with self._store.session() as session:
-            row = session.get(BuildRow, build_id)
+            # Locked: a claim committing between this read and the write below would otherwise be overwritten
+            # (a running build marked cancelled). SQLite has no FOR UPDATE; its BEGIN IMMEDIATE serializes.
+            row = session.get(BuildRow, build_id, with_for_update=True)
             if row is None:
                 return None
             if row.status == BuildState.QUEUED.value:

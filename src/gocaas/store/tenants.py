@@ -20,8 +20,9 @@ __all__ = ["TENANT_NAME_RE", "TOKEN_PREFIX", "NewToken", "Principal", "TenantRep
 TOKEN_PREFIX: Final = "gcs_"
 """Tokens start with this, so secret scanners and people can tell what one is."""
 
-TENANT_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-"""A tenant name is also its build cache namespace and a directory name: keep it plain."""
+TENANT_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+r"""A tenant name is also its build cache namespace and a directory name: keep it plain. (`\Z`, not `$`:
+`$` also matches before a trailing newline.)"""
 
 
 def hash_token(token: str) -> str:
