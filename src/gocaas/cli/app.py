@@ -43,6 +43,7 @@ from gocaas.cli.options import (
     execute,
 )
 from gocaas.cli.quarantine_cmd import flaky, quarantine_app
+from gocaas.cli.remote_cmd import logs, status, submit
 from gocaas.cli.serve_cmd import serve, token_app
 from gocaas.cli.toolchain_cmd import toolchain_app
 from gocaas.errors import BadInput, GocaasError
@@ -58,6 +59,9 @@ app.command("flaky")(flaky)
 app.add_typer(cache_app, name="cache")
 app.command("serve")(serve)
 app.add_typer(token_app, name="token")
+app.command("submit")(submit)
+app.command("status")(status)
+app.command("logs")(logs)
 app.command(
     "cacheprog",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
