@@ -166,7 +166,21 @@ def test_idempotency_key_returns_the_first_build(admin: httpx.Client, hello_repo
     assert third.json()["build_id"] == view["id"]
 
 
-def test_listing_pages_through_the_callers_builds(admin: httpx.Client, tested_build: dict[str, Any]) -> None:
+def test_listing_pages_through_the_callers_builds(
+    admin: httpx.Client, tested_build: dict[str, Any], hello_repo: Path
+) -> None:
+    extra = [
+        admin.post(
+            "/v1/builds",
+            json={
+                "source": {"git_url": f"file://{hello_repo}"},
+                "tests": False,
+                "vet": False,
+                "version": f"v0.{i}",
+            },
+        ).json()["build_id"]
+        for i in range(2)
+    ]
     everything = admin.get("/v1/builds", params={"limit": 200}).json()["builds"]
     assert len(everything) >= 3
     seen: list[str] = []
@@ -182,6 +196,8 @@ def test_listing_pages_through_the_callers_builds(admin: httpx.Client, tested_bu
     succeeded = admin.get("/v1/builds", params={"status": "succeeded"}).json()["builds"]
     assert succeeded and all(b["status"] == "succeeded" for b in succeeded)
     assert admin.get("/v1/builds", params={"status": "bogus"}).status_code == 422
+    for build_id in extra:
+        wait_finished(admin, build_id)
 
 
 def test_metrics_count_builds_stages_and_the_queue(

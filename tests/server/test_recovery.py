@@ -132,3 +132,14 @@ def test_the_server_runs_on_postgresql(make_server: ServerFactory, postgres_url:
     assert view["status"] == "succeeded", server.log()
     assert [b["id"] for b in client.get("/v1/builds").json()["builds"]] == [view["id"]]
     assert "postgresql" in server.log()
+
+
+def test_a_build_past_its_own_timeout_fails_as_a_timeout(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = make_server(workers=1)
+    client = server.client(server.admin_token)
+    module = slow_module(tmp_path / "slow", "timesout", 300)
+    response = upload(client, module, '{"targets": ["linux/amd64"], "timeout": 8}')
+    view = wait_finished(client, response.json()["build_id"], timeout=120)
+    assert view["status"] == "failed"
+    assert view["failure"]["kind"] == "timeout", view
+    assert not _test_binaries("timesout")

@@ -93,6 +93,16 @@ def test_compat_form_names_the_bad_field(
             "unknown",
         ),
         ({"targets": ["linux/amd64"]}, "source", "required"),
+        (
+            {"source": {"git_url": "https://git.example.test/m.git"}, "timeout": 1e9},
+            "timeout",
+            "over this server",
+        ),
+        (
+            {"source": {"git_url": "https://git.example.test/m.git"}, "timeout": -1},
+            "timeout",
+            "greater than 0",
+        ),
     ],
 )
 def test_full_form_names_the_bad_field(

@@ -61,6 +61,7 @@ class _Worker:
     ready: bool = False
     build_id: str | None = None
     deadline: float = 0.0
+    timeout: float = 0.0
 
     @property
     def name(self) -> str:
@@ -238,7 +239,7 @@ class LocalExecutor:
                 worker.build_id = None
                 self._finish(
                     build_id,
-                    _infra(f"the build exceeded its {self._settings.build_timeout:.0f}s timeout", "timeout"),
+                    _infra(f"the build exceeded its {worker.timeout:.0f}s timeout", "timeout"),
                     None,
                 )
 
@@ -261,12 +262,14 @@ class LocalExecutor:
 
     def _start(self, worker: _Worker, record: BuildRecord) -> None:
         worker.build_id = record.id
-        worker.deadline = time.monotonic() + self._settings.build_timeout + GRACE
+        timeout = record.timeout_s or self._settings.build_timeout
+        worker.deadline = time.monotonic() + timeout + GRACE
+        worker.timeout = timeout
         if record.attempts > 1:
             self._builds.append_log(record.id, f"--- attempt {record.attempts} ---\n")
         log.info("build started", build_id=record.id, worker=worker.name, attempt=record.attempts)
         with contextlib.suppress(OSError):  # it died just now: _lost re-queues the build
-            worker.conn.send(Job(record.id, record.spec, self._namespace(record.tenant_id)))
+            worker.conn.send(Job(record.id, record.spec, self._namespace(record.tenant_id), timeout))
         self._observer.build_changed(record.id)
         self._observer.workers_changed(*self._utilisation())
 

@@ -36,6 +36,7 @@ class Job:
     build_id: str
     spec: str
     namespace: str
+    timeout_s: float
 
 
 @dataclass
@@ -115,7 +116,9 @@ def _run(job: Job, settings: Settings, sink: _Forwarder, span_sink: object) -> t
 
     try:
         spec = BuildSpec.model_validate_json(job.spec)
-        build_settings = settings.model_copy(update={"cache_namespace": job.namespace})
+        build_settings = settings.model_copy(
+            update={"cache_namespace": job.namespace, "build_timeout": job.timeout_s}
+        )
         root = settings.builds_dir / job.build_id
         shutil.rmtree(root, ignore_errors=True)  # a re-run after a lost worker starts clean
 

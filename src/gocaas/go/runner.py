@@ -126,6 +126,11 @@ def run_go(
     check_flags(args)
     check_flags(env.get("GOFLAGS", "").split())
     return run_command(
-        [str(go), *args], env=env, cwd=cwd, timeout=timeout, on_line=on_line, on_stdout=on_stdout,
+        [str(go), *args],
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        on_line=on_line,
+        on_stdout=on_stdout,
         what=f"go {' '.join(args[:2])}",
     )

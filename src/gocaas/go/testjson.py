@@ -275,7 +275,8 @@ class TestStreamParser:
         last_line = next((ln for ln in reversed(run.output.splitlines()) if ln.strip()), "")
         # With -cover, go reports a package without tests as "\tpkg\t\tcoverage: 0.0% of statements".
         run.no_test_files = "[no test files]" in last_line or (
-            status == "pass" and not run.tests and bool(_COVER_ONLY.match(last_line)))
+            status == "pass" and not run.tests and bool(_COVER_ONLY.match(last_line))
+        )
         run.cached = "(cached)" in last_line
         if state.failed_build is not None or "[build failed]" in last_line or "[setup failed]" in last_line:
             run.build_failed = True

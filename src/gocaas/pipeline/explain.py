@@ -46,8 +46,9 @@ def _load(settings: Settings, build_id: str) -> tuple[dict[str, Any], dict[str, 
     try:
         inputs = json.loads((root / INPUTS_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadInput(f"no inputs recorded for build {build_id} (unknown id, or it stopped before the "
-                       "reuse stage)") from None
+        raise BadInput(
+            f"no inputs recorded for build {build_id} (unknown id, or it stopped before the reuse stage)"
+        ) from None
     try:
         files = json.loads((root / FILES_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -80,15 +81,20 @@ def explain(settings: Settings, first: str, second: str) -> Explanation:
         if name == "options.targets":
             group = "targets"
         result.differences.setdefault(group, []).append(
-            f"{name}: {json.dumps(flat_a.get(name))} → {json.dumps(flat_b.get(name))}")
+            f"{name}: {json.dumps(flat_a.get(name))} → {json.dumps(flat_b.get(name))}"
+        )
     if inputs_a.get("source_digest") != inputs_b.get("source_digest"):
         added = sorted(files_b.keys() - files_a.keys())
         removed = sorted(files_a.keys() - files_b.keys())
         changed = sorted(p for p in files_a.keys() & files_b.keys() if files_a[p] != files_b[p])
-        items = [f"changed {p}" for p in changed] + [f"added {p}" for p in added] + \
-            [f"removed {p}" for p in removed]
+        items = (
+            [f"changed {p}" for p in changed]
+            + [f"added {p}" for p in added]
+            + [f"removed {p}" for p in removed]
+        )
         result.differences.setdefault("files", []).extend(
-            items or ["the source digest differs (no file lists recorded)"])
+            items or ["the source digest differs (no file lists recorded)"]
+        )
     return result
 
 

@@ -32,7 +32,9 @@ async def principal(
         raise HTTPException(
             401, "missing bearer token (Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"}
         )
-    found = await run_in_threadpool(service.authenticate, credentials.credentials)
+    known, found = service.remembered(credentials.credentials)  # no thread hop for a known token
+    if not known:
+        found = await run_in_threadpool(service.authenticate, credentials.credentials)
     if found is None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return found

@@ -62,6 +62,9 @@ class BuildOptionsIn(_Request):
     archives: ArchiveFormat | None = None
     reuse: bool = True
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY, description="0 lowest, 9 highest")
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds for the whole build; at most the server's build_timeout."
+    )
 
     @field_validator("targets")
     @classmethod

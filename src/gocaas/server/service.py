@@ -55,6 +55,13 @@ class Service:
         self._lock = threading.Lock()
 
     # --- tokens ----------------------------------------------------------------------------------------
+    def remembered(self, token: str) -> tuple[bool, Principal | None]:
+        """A recent lookup of `token`, without touching the database: (known, principal)."""
+        cached = self._tokens.get(hash_token(token))
+        if cached is not None and cached[1] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
     def authenticate(self, token: str) -> Principal | None:
         key = hash_token(token)
         now = time.monotonic()
@@ -78,6 +85,7 @@ class Service:
         idempotency_key: str | None,
         build_id: str | None = None,
         upload: str | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[BuildRecord, bool]:
         record, created = self.builds.submit(
             NewBuild(
@@ -88,6 +96,7 @@ class Service:
                 priority=priority,
                 idempotency_key=idempotency_key,
                 upload=upload,
+                timeout_s=timeout_s,
             ),
             max_queued=self.settings.server_max_queued,
             max_queued_per_tenant=self.settings.server_max_queued_per_tenant,

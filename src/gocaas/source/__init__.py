@@ -31,8 +31,9 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
         # The build owns dest; finding something there means two builds share a directory.
         raise InfraError(f"workspace directory {dest} is not empty", kind="internal")
     if spec.changed_since is not None and spec.kind is not SourceKind.DIRECTORY:
-        raise BadInput("--changed-since needs a local git checkout as the source, not a "
-                       f"{spec.kind}", kind="bad_ref")
+        raise BadInput(
+            f"--changed-since needs a local git checkout as the source, not a {spec.kind}", kind="bad_ref"
+        )
     changed: tuple[str, ...] | None = None
     if spec.changed_since is not None:
         # Asked of the user's checkout before copying (read-only: the copy has no .git).

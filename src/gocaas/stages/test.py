@@ -56,8 +56,10 @@ def select_tiers(configured: tuple[TestTier, ...], wanted: tuple[str, ...]) -> l
 
 def require_c_compiler(path: str) -> None:
     if not any(shutil.which(cc, path=path) for cc in ("gcc", "clang", "cc")):
-        raise BadInput(f"--race needs cgo and a C compiler (gcc or clang), and there is none on {path}",
-                       kind="no_c_compiler")
+        raise BadInput(
+            f"--race needs cgo and a C compiler (gcc or clang), and there is none on {path}",
+            kind="no_c_compiler",
+        )
 
 
 class TestStage:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,7 @@ class BuildState(StrEnum):
 
 
 ACTIVE = (BuildState.QUEUED.value, BuildState.RUNNING.value)
+_SUBMIT_LOCK = 0x6763_7362  # "gcsb": the advisory lock key of admissions on PostgreSQL
 
 
 class QueueFull(GocaasError):
@@ -64,6 +65,7 @@ class NewBuild:
     priority: int
     idempotency_key: str | None = None
     upload: str | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class BuildRecord:
     message: str | None
     report: str | None
     upload: str | None
+    timeout_s: float | None
 
     @classmethod
     def of(cls, row: BuildRow) -> BuildRecord:
@@ -114,6 +117,7 @@ class BuildRecord:
             row.message,
             row.report,
             row.upload,
+            row.timeout_s,
         )
 
 
@@ -198,6 +202,10 @@ class BuildRepo:
         for _ in range(2):  # a concurrent insert of the same key wins the unique constraint: read it back
             try:
                 with self._store.session() as session:
+                    if session.get_bind().dialect.name == "postgresql":
+                        # Serialize admissions as SQLite's BEGIN IMMEDIATE does: the duplicate check and
+                        # the queue bounds must see every committed submit, not a READ COMMITTED snapshot.
+                        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SUBMIT_LOCK})
                     existing = self._duplicate(session, new)
                     if existing is not None:
                         return BuildRecord.of(existing), False
@@ -216,6 +224,7 @@ class BuildRepo:
                         queued_at=now,
                         cancel_requested=False,
                         upload=new.upload,
+                        timeout_s=new.timeout_s,
                     )
                     session.add(row)
                     session.flush()
@@ -288,13 +297,13 @@ class BuildRepo:
                 select(BuildRow.id, BuildRow.tenant_id, BuildRow.priority, BuildRow.queued_at).where(
                     BuildRow.status == BuildState.QUEUED.value
                 )
-            ).tuples()
+            )
             return [QueuedBuild(*row) for row in rows]
 
     def count_by_status(self) -> dict[str, int]:
         with self._store.session(write=False) as session:
-            rows = session.execute(select(BuildRow.status, func.count()).group_by(BuildRow.status)).tuples()
-            return dict(rows.all())
+            rows = session.execute(select(BuildRow.status, func.count()).group_by(BuildRow.status))
+            return {status: count for status, count in rows}
 
     def running(self) -> list[BuildRecord]:
         return self.list(tenant_id=None, statuses=(BuildState.RUNNING,), limit=10_000)
@@ -329,7 +338,7 @@ class BuildRepo:
                 .where(BuildLogRow.build_id == build_id, BuildLogRow.id > after)
                 .order_by(BuildLogRow.id)
                 .limit(limit)
-            ).tuples()
+            )
             return [LogChunk(*row) for row in rows]
 
     # --- the executor's writes -------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class BuildRow(Base):
     message: Mapped[str | None] = mapped_column(Text)
     report: Mapped[str | None] = mapped_column(Text, doc="The BuildReport as JSON, once finished.")
     upload: Mapped[str | None] = mapped_column(String(512), doc="The uploaded archive's path, if any.")
+    timeout_s: Mapped[float | None] = mapped_column(Float, doc="This build's timeout; None: the server's.")
 
 
 class BuildStageRow(Base):

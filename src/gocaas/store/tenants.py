@@ -95,4 +95,5 @@ class TenantRepo:
 
     def tenant_names(self) -> dict[int, str]:
         with self._store.session(write=False) as session:
-            return dict(session.execute(select(TenantRow.id, TenantRow.name)).tuples().all())
+            rows = session.execute(select(TenantRow.id, TenantRow.name))
+            return {tenant_id: name for tenant_id, name in rows}

@@ -141,6 +141,7 @@ async def submit(
             idempotency_key=key,
             build_id=build_id,
             upload=str(upload) if upload else None,
+            timeout_s=_timeout(body, service),
         )
     except BaseException:
         if upload is not None:
@@ -149,6 +150,13 @@ async def submit(
     if upload is not None and not created:
         upload.unlink(missing_ok=True)  # the existing build has its own
     return service.submitted(record, created, _base(request))
+
+
+def _timeout(body: BuildRequest, service: Service) -> float | None:
+    limit = service.settings.build_timeout
+    if body.timeout is not None and body.timeout > limit:
+        raise FieldError("timeout", f"{body.timeout:g}s is over this server's limit of {limit:g}s")
+    return body.timeout
 
 
 def _parse(model: type[BuildRequest], raw: bytes | str) -> BuildRequest:
@@ -206,9 +214,11 @@ async def get_build(
     service: ServiceDep,
     wait: Annotated[float, Query(ge=0, le=120, description="Long-poll: seconds to wait for a change")] = 0,
 ) -> BuildView:
+    if wait <= 0:  # one thread hop for the common read
+        return await run_in_threadpool(lambda: service.view(lookup(service, caller, build_id)))
     with service.notifier.subscribe(build_id) as changes:
         record = await run_in_threadpool(lookup, service, caller, build_id)
-        if wait > 0 and not record.status.finished:
+        if not record.status.finished:
             seen = (record.status, record.stage, record.attempts)
             deadline = time.monotonic() + wait
             while (left := deadline - time.monotonic()) > 0:

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("report", sa.Text(), nullable=True),
         sa.Column("upload", sa.String(length=512), nullable=True),
+        sa.Column("timeout_s", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_builds_tenant_id_tenants"), ondelete="CASCADE"
         ),
