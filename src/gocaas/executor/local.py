@@ -166,13 +166,13 @@ class LocalExecutor:
             worker.ready = True
             self._queue_may_have_work = True
             self._observer.workers_changed(*self._utilisation())
-        elif kind == "log":
-            self._builds.append_log(message[1], message[2])
-        elif kind == "stage":
-            _, build_id, position, name, status, duration_s, skip_reason = message
-            self._builds.set_stage(build_id, StageRecordRow(position, name, status, duration_s, skip_reason))
-            if status != "running":
-                self._observer.stage_finished(name, status, duration_s)
+        elif kind == "progress":
+            _, build_id, stages, log_text = message
+            records = [StageRecordRow(*stage) for stage in stages]
+            self._builds.record_progress(build_id, records, log_text)
+            for stage in records:
+                if stage.status != "running":
+                    self._observer.stage_finished(stage.name, stage.status, stage.duration_s)
             self._observer.build_changed(build_id)
         elif kind in ("done", "crash"):
             build_id = message[1]

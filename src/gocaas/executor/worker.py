@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from gocaas.spec import BuildSpec
 __all__ = ["Job", "worker_main"]
 
 FLUSH_SECONDS: Final = 0.25
-"""How often buffered log lines go to the supervisor: live enough to follow, few enough database rows."""
+"""How often buffered stage changes and log lines go to the supervisor: live enough to follow, and a build
+answered in milliseconds (a result-cache hit) costs one database transaction, not one per event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,26 +43,33 @@ class Job:
 
 @dataclass
 class _Forwarder:
-    """The pipeline's event sink in a worker: stage changes at once, log lines in chunks."""
+    """The pipeline's event sink in a worker: stage changes and log lines, sent in batches."""
 
     conn: Connection
     build_id: str
     stage_names: list[str]
     lines: list[str] = field(default_factory=list)
+    stages: dict[int, tuple[int, str, str, float | None, str | None]] = field(default_factory=dict)
     last_flush: float = field(default_factory=time.monotonic)
+    # Events come from the matrix's threads too, and the ticker flushes while a stage is quiet.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
+        with self.lock:
+            self._take(event)
+            if (self.lines or self.stages) and time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                self._flush()
+
+    def _take(self, event: Event) -> None:
         match event:
             case StageStarted(stage=name):
-                self.flush()
-                self._send_stage(name, "running", None, None)
+                self._stage(name, "running", None, None)
                 self.lines.append(f"==> {name}")
             case StageFinished(record=record):
                 took = f" in {record.duration_s:.2f}s" if record.status != "skipped" else ""
                 why = f": {record.skip_reason}" if record.skip_reason else ""
                 self.lines.append(f"<== {record.name} {record.status}{took}{why}")
-                self.flush()
-                self._send_stage(record.name, record.status.value, record.duration_s, record.skip_reason)
+                self._stage(record.name, record.status.value, record.duration_s, record.skip_reason)
             case LogLine(stage=stage, text=text):
                 self.lines.append(f"[{stage}] {text}")
             case Note(stage=stage, text=text):
@@ -75,17 +84,26 @@ class _Forwarder:
                     f"[{tested.stage}] {tested.state} {tested.package} {tested.duration_s:.2f}s{cached} "
                     f"passed={tested.passed} failed={tested.failed} skipped={tested.skipped}"
                 )
-        if self.lines and time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
 
-    def _send_stage(self, name: str, status: str, duration_s: float | None, skip_reason: str | None) -> None:
+    def _stage(self, name: str, status: str, duration_s: float | None, skip_reason: str | None) -> None:
         position = self.stage_names.index(name) if name in self.stage_names else len(self.stage_names)
-        self.conn.send(("stage", self.build_id, position, name, status, duration_s, skip_reason))
+        self.stages[position] = (position, name, status, duration_s, skip_reason)  # the latest state wins
 
     def flush(self) -> None:
-        if self.lines:
-            self.conn.send(("log", self.build_id, "\n".join(self.lines) + "\n"))
+        with self.lock:
+            self._flush()
+
+    def ticker(self, stop: threading.Event) -> None:
+        """Flush what a quiet stage has buffered (a test running for minutes shows it is running)."""
+        while not stop.wait(FLUSH_SECONDS):
+            self.flush()
+
+    def _flush(self) -> None:
+        if self.lines or self.stages:
+            text = "\n".join(self.lines) + "\n" if self.lines else ""
+            self.conn.send(("progress", self.build_id, list(self.stages.values()), text))
             self.lines.clear()
+            self.stages.clear()
         self.last_flush = time.monotonic()
 
 
@@ -126,7 +144,14 @@ def _run(job: Job, settings: Settings, sink: _Forwarder, span_sink: object) -> t
             sink(event)
             span_sink(event)  # type: ignore[operator]
 
-        report = run_build(spec, build_settings, out_dir=root / "out", sink=both, build_id=job.build_id)
+        stop = threading.Event()
+        ticker = threading.Thread(target=sink.ticker, args=(stop,), daemon=True)
+        ticker.start()
+        try:
+            report = run_build(spec, build_settings, out_dir=root / "out", sink=both, build_id=job.build_id)
+        finally:
+            stop.set()
+            ticker.join()
         sink.flush()
         return ("done", job.build_id, report.to_json())
     except Exception:  # the pipeline classifies build failures itself: this is a bug, reported as one

@@ -8,6 +8,7 @@ checked with `go version`. Several versions live side by side under toolchains/g
 from __future__ import annotations
 
 import fcntl
+import functools
 import re
 import shutil
 import subprocess
@@ -37,7 +38,17 @@ class Toolchain:
 
 
 def probe(go: Path) -> GoVersion:
-    """Run `go version` on a binary with a bare environment and parse the answer."""
+    """Run `go version` on a binary with a bare environment and parse the answer. Remembered per binary
+    file (path, inode, size, mtime) for the life of the process: a long-running worker asks once."""
+    try:
+        stat = go.stat()
+    except OSError as exc:
+        raise InfraError(f"{go} does not run: {exc}", kind="toolchain") from exc
+    return _probe(go, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(go: Path, _ino: int, _size: int, _mtime_ns: int) -> GoVersion:
     env = inspect_environ()
     try:
         proc = subprocess.run(  # noqa: S603

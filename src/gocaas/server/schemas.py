@@ -100,6 +100,7 @@ class StageView(BaseModel):
 class FailureView(BaseModel):
     failure_class: str | None = Field(serialization_alias="class")
     kind: str | None
+    stage: str | None = Field(default=None, description="The stage that failed, if one did.")
     message: str | None
 
 

@@ -144,9 +144,7 @@ class Service:
                 reason = "about to start"
             if position is not None:
                 reason = f"position {position} in the queue; {reason}"
-        reused = None
-        if record.report is not None and '"reused_from"' in record.report:
-            reused = json.loads(record.report).get("reused_from")
+        report = json.loads(record.report) if record.report is not None else {}
         failed = record.failure_class or record.failure_kind
         return BuildView(
             id=record.id,
@@ -161,7 +159,10 @@ class Service:
             waiting_reason=reason,
             exit_code=record.exit_code,
             failure=FailureView(
-                failure_class=record.failure_class, kind=record.failure_kind, message=record.message
+                failure_class=record.failure_class,
+                kind=record.failure_kind,
+                stage=(report.get("failure") or {}).get("stage"),
+                message=record.message,
             )
             if failed
             else None,
@@ -170,7 +171,7 @@ class Service:
                 StageView(name=s.name, status=s.status, duration_s=s.duration_s, skip_reason=s.skip_reason)
                 for s in self.builds.stages(record.id)
             ]
-            if with_stages
+            if with_stages and record.status is not BuildState.QUEUED  # a re-queued build starts afresh
             else [],
             source={
                 "kind": spec["source"]["kind"],
@@ -180,5 +181,5 @@ class Service:
                 "ref": spec["source"].get("ref"),
             },
             targets=[f"{t['goos']}/{t['goarch']}" for t in spec["options"]["targets"]],
-            reused_from=reused,
+            reused_from=report.get("reused_from"),
         )

@@ -4,15 +4,25 @@ and per-test outcomes. Every method is one transaction; callers get plain record
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gocaas.errors import GocaasError
+from gocaas.store.build_records import (
+    ACTIVE,
+    ArtifactRecord,
+    BuildRecord,
+    BuildState,
+    LogChunk,
+    NewBuild,
+    Outcome,
+    QueuedBuild,
+    QueueFull,
+    StageRecordRow,
+    TestRecord,
+)
 from gocaas.store.models import ArtifactRow, BuildLogRow, BuildRow, BuildStageRow, BuildTestRow
 from gocaas.store.store import Store
 
@@ -23,6 +33,7 @@ __all__ = [
     "BuildState",
     "LogChunk",
     "NewBuild",
+    "Outcome",
     "QueueFull",
     "QueuedBuild",
     "StageRecordRow",
@@ -30,156 +41,7 @@ __all__ = [
 ]
 
 
-class BuildState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED)
-
-
-ACTIVE = (BuildState.QUEUED.value, BuildState.RUNNING.value)
 _SUBMIT_LOCK = 0x6763_7362  # "gcsb": the advisory lock key of admissions on PostgreSQL
-
-
-class QueueFull(GocaasError):
-    """Admission control said no: the tenant's queue (`scope="tenant"`) or the whole queue is full."""
-
-    default_kind = "queue_full"
-
-    def __init__(self, message: str, *, scope: str) -> None:
-        super().__init__(message)
-        self.scope = scope
-
-
-@dataclass(frozen=True, slots=True)
-class NewBuild:
-    id: str
-    tenant_id: int
-    spec: str
-    fingerprint: str
-    priority: int
-    idempotency_key: str | None = None
-    upload: str | None = None
-    timeout_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BuildRecord:
-    id: str
-    tenant_id: int
-    status: BuildState
-    priority: int
-    spec: str
-    fingerprint: str
-    idempotency_key: str | None
-    attempts: int
-    created_at: datetime
-    queued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    worker: str | None
-    cancel_requested: bool
-    stage: str | None
-    exit_code: int | None
-    failure_class: str | None
-    failure_kind: str | None
-    message: str | None
-    report: str | None
-    upload: str | None
-    timeout_s: float | None
-
-    @classmethod
-    def of(cls, row: BuildRow) -> BuildRecord:
-        return cls(
-            row.id,
-            row.tenant_id,
-            BuildState(row.status),
-            row.priority,
-            row.spec,
-            row.fingerprint,
-            row.idempotency_key,
-            row.attempts,
-            row.created_at,
-            row.queued_at,
-            row.started_at,
-            row.finished_at,
-            row.worker,
-            row.cancel_requested,
-            row.stage,
-            row.exit_code,
-            row.failure_class,
-            row.failure_kind,
-            row.message,
-            row.report,
-            row.upload,
-            row.timeout_s,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedBuild:
-    """What the scheduler needs to order the queue."""
-
-    id: str
-    tenant_id: int
-    priority: int
-    queued_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StageRecordRow:
-    position: int
-    name: str
-    status: str
-    duration_s: float | None = None
-    skip_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactRecord:
-    name: str
-    kind: str
-    goos: str | None
-    goarch: str | None
-    sha256: str
-    size: int
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class TestRecord:
-    __test__ = False  # not a pytest class
-
-    package: str
-    name: str
-    state: str
-    duration_s: float
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class LogChunk:
-    id: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a build ended, as the executor records it."""
-
-    status: BuildState
-    exit_code: int | None = None
-    failure_class: str | None = None
-    failure_kind: str | None = None
-    message: str | None = None
-    report: str | None = None
-    artifacts: Sequence[ArtifactRecord] = ()
-    tests: Sequence[TestRecord] = ()
 
 
 def _now() -> datetime:
@@ -363,20 +225,32 @@ class BuildRepo:
             assert row is not None
             return BuildRecord.of(row)
 
+    def record_progress(self, build_id: str, stages: Sequence[StageRecordRow], log_text: str) -> None:
+        """What a worker reported since its last report, in one transaction: stage changes, a log chunk."""
+        with self._store.session() as session:
+            for stage in stages:
+                self._set_stage(session, build_id, stage)
+            if log_text:
+                session.add(BuildLogRow(build_id=build_id, text=log_text))
+
     def set_stage(self, build_id: str, stage: StageRecordRow) -> None:
         with self._store.session() as session:
-            row = session.scalar(
-                select(BuildStageRow).where(
-                    BuildStageRow.build_id == build_id, BuildStageRow.position == stage.position
-                )
+            self._set_stage(session, build_id, stage)
+
+    @staticmethod
+    def _set_stage(session: Session, build_id: str, stage: StageRecordRow) -> None:
+        row = session.scalar(
+            select(BuildStageRow).where(
+                BuildStageRow.build_id == build_id, BuildStageRow.position == stage.position
             )
-            if row is None:
-                row = BuildStageRow(build_id=build_id, position=stage.position)
-                session.add(row)
-            row.name, row.status = stage.name, stage.status
-            row.duration_s, row.skip_reason = stage.duration_s, stage.skip_reason
-            if stage.status == "running":
-                session.execute(update(BuildRow).where(BuildRow.id == build_id).values(stage=stage.name))
+        )
+        if row is None:
+            row = BuildStageRow(build_id=build_id, position=stage.position)
+            session.add(row)
+        row.name, row.status = stage.name, stage.status
+        row.duration_s, row.skip_reason = stage.duration_s, stage.skip_reason
+        if stage.status == "running":
+            session.execute(update(BuildRow).where(BuildRow.id == build_id).values(stage=stage.name))
 
     def append_log(self, build_id: str, text: str) -> None:
         if text:

@@ -4,6 +4,8 @@ Range), the JSON report, the JUnit file and the coverage profile."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +25,8 @@ from gocaas.store.tenants import Principal
 router = APIRouter(prefix="/v1/builds/{build_id}", tags=["results"])
 
 _LOG_POLL = 1.0  # seconds between database reads of a live log when no wake-up comes
+_KEEPALIVE = 15.0  # seconds of silence before a keep-alive comment
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @router.get("/log", summary="The build's log; live with Accept: text/event-stream")
@@ -66,13 +70,17 @@ async def _stream(
 async def _events(
     service: Service, caller: Principal, build_id: str, after: int, request: Request, changes: Subscription
 ) -> AsyncIterator[str]:
+    quiet_since = time.monotonic()
     while True:
         record = await run_in_threadpool(lookup, service, caller, build_id)
         chunks = await run_in_threadpool(service.builds.log, build_id, after=after)
         for chunk in chunks:
-            data = "\n".join(f"data: {line}" for line in chunk.text.rstrip("\n").split("\n"))
+            # SSE ends a line at \r too: split on every line ending, or text after a bare \r is lost.
+            lines = _LINE_END.split(chunk.text.rstrip("\r\n"))
+            data = "\n".join(f"data: {line}" for line in lines)
             yield f"id: {chunk.id}\nevent: log\n{data}\n\n"
             after = chunk.id
+            quiet_since = time.monotonic()
         if record.status.finished and not chunks:
             end = {"status": record.status.value, "exit_code": record.exit_code}
             yield f"event: end\ndata: {json.dumps(end)}\n\n"
@@ -81,6 +89,9 @@ async def _events(
             return
         if not chunks:
             await changes.wait(_LOG_POLL)
+            if time.monotonic() - quiet_since >= _KEEPALIVE:
+                yield ": keep-alive\n\n"  # a comment: proxies keep a quiet stream open
+                quiet_since = time.monotonic()
 
 
 def _artifact_view(request: Request, build_id: str, artifact: ArtifactRecord) -> ArtifactView:
