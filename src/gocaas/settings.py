@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
 
     # The service (`gocaas serve`).
+    server_executor: str = Field(default="local", description="What runs builds: local worker processes.")
     server_workers: int | None = Field(default=None, ge=1, le=256, description="Default: from the cores.")
     server_max_queued: int = Field(default=1000, ge=1, description="Builds waiting, all tenants: then 503.")
     server_max_queued_per_tenant: int = Field(default=200, ge=1, description="Per tenant: then 429.")

@@ -78,6 +78,13 @@ class SourceSpec(Frozen):
     changed_since: str | None = Field(
         default=None, description="A git ref: the files changed since it select the packages to test."
     )
+    module: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The module path, when known before intake (the server reads it from an upload): builds "
+        "of one module share a stable workspace, so go's test cache keeps working across uploads.",
+    )
 
     @field_validator("ref", "changed_since")
     @classmethod

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import EXAMPLES
-from tests.support.server import ServerProcess, upload, wait_finished
+from tests.support.server import ServerProcess, slow_module, upload, wait_finished
 
 MULTI_SPEC = json.dumps({"coverage": True, "targets": ["linux/amd64", "linux/arm64"]})
 
@@ -225,3 +225,23 @@ def test_health_and_openapi(server: ServerProcess) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert {"/v1/build", "/v1/builds", "/v1/builds/{build_id}/log"} <= set(spec["paths"])
     assert httpx.get(f"{server.url}/docs").status_code == 200
+
+
+def test_uploads_of_one_module_share_a_workspace(
+    server: ServerProcess, admin: httpx.Client, tmp_path: Path
+) -> None:
+    # go's test cache keys files by absolute path: a fresh directory per upload would make every test rerun.
+    before = {p.name for p in (server.home / "workspaces").glob("*") if p.is_dir()}
+    module = slow_module(tmp_path / "m", "sameworkspace", 0)
+    views = []
+    for version in ("one", "two"):
+        (module / "version.go").write_text(f'package main\n\nconst version = "{version}"\n')
+        response = upload(admin, module, '{"targets": ["linux/amd64"]}')
+        views.append(wait_finished(admin, response.json()["build_id"]))
+    assert [v["status"] for v in views] == ["succeeded", "succeeded"]
+    assert views[1]["reused_from"] is None  # different content: really built
+    after = {p.name for p in (server.home / "workspaces").glob("*") if p.is_dir()}
+    assert len(after - before) == 1
+    second = admin.get(f"/v1/builds/{views[1]['id']}/report").json()
+    [test_package] = second["tests"]["packages"]
+    assert test_package["package"] == "example.test/sameworkspace"

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import EXAMPLES
 from tests.server.conftest import ServerFactory
 from tests.support.server import ServerProcess, slow_module, upload, wait_finished, wait_until
@@ -44,6 +46,18 @@ def _test_binaries(name: str) -> list[int]:
     return [pid for pid, cmdline in _processes().items() if f"{name}.test" in cmdline]
 
 
+def _testing_slowly(
+    make_server: ServerFactory, tmp_path: Path, name: str, seconds: float
+) -> tuple[ServerProcess, httpx.Client, str]:
+    """A one-worker server running a build whose test takes `seconds`, once it is in the test stage."""
+    server = make_server(workers=1)
+    client = server.client(server.admin_token)
+    module = slow_module(tmp_path / "slow", name, seconds)
+    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
+    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    return server, client, build_id
+
+
 def test_queued_builds_survive_a_restart(make_server: ServerFactory, tmp_path: Path) -> None:
     paused = make_server(workers=0)
     client = paused.client(paused.admin_token)
@@ -64,11 +78,7 @@ def test_queued_builds_survive_a_restart(make_server: ServerFactory, tmp_path: P
 
 
 def test_a_killed_worker_is_replaced_and_its_build_rerun(make_server: ServerFactory, tmp_path: Path) -> None:
-    server = make_server(workers=1)
-    client = server.client(server.admin_token)
-    module = slow_module(tmp_path / "slow", "killedworker", 4)
-    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
-    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    server, client, build_id = _testing_slowly(make_server, tmp_path, "killedworker", 4)
     time.sleep(0.5)
     [worker] = _workers(server)
     os.kill(worker, signal.SIGKILL)
@@ -84,11 +94,7 @@ def test_a_killed_worker_is_replaced_and_its_build_rerun(make_server: ServerFact
 
 
 def test_a_build_running_when_the_server_died_is_retried(make_server: ServerFactory, tmp_path: Path) -> None:
-    server = make_server(workers=1)
-    client = server.client(server.admin_token)
-    module = slow_module(tmp_path / "slow", "serverdied", 4)
-    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
-    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    server, _client, build_id = _testing_slowly(make_server, tmp_path, "serverdied", 4)
     server.stop(signal.SIGKILL)  # the whole process group: server and workers, no cleanup
 
     restarted = ServerProcess(server.env, server.home, workers=1, admin_token=server.admin_token).start()
@@ -101,11 +107,7 @@ def test_a_build_running_when_the_server_died_is_retried(make_server: ServerFact
 
 
 def test_cancel_kills_a_running_build(make_server: ServerFactory, tmp_path: Path) -> None:
-    server = make_server(workers=1)
-    client = server.client(server.admin_token)
-    module = slow_module(tmp_path / "slow", "cancelme", 300)
-    build_id = upload(client, module, '{"targets": ["linux/amd64"]}').json()["build_id"]
-    wait_until(client, build_id, lambda v: v["stage"] == "test")
+    _server, client, build_id = _testing_slowly(make_server, tmp_path, "cancelme", 300)
     deadline = time.monotonic() + 60
     while not _test_binaries("cancelme"):
         assert time.monotonic() < deadline, "the test binary never started"

@@ -34,12 +34,15 @@ def serve(
     GOCAAS_DATABASE_URL)."""
     import uvicorn
 
+    from gocaas.executor import EXECUTORS
     from gocaas.logs import configure_logging
     from gocaas.server import create_app, worker_count
     from gocaas.store import open_store
     from gocaas.store.tenants import TenantRepo
 
     settings = load(server_workers=workers or None)
+    if settings.server_executor not in EXECUTORS:
+        raise fail(f"unknown server_executor {settings.server_executor!r} (known: {', '.join(EXECUTORS)})")
     configure_logging(json=log_json)
     try:
         with open_store(settings.db_url) as store:

@@ -28,7 +28,9 @@ def project_key(source: SourceSpec, namespace: str = "default") -> str:
     archive by its location; each cache namespace (tenant) has its own. Sharing is always safe: the sync makes
     the workspace exactly the new source."""
     identity = f"{source.kind}\0{source.location}"
-    if source.kind is SourceKind.DIRECTORY:
+    if source.module is not None:
+        identity = f"module\0{source.module}"
+    elif source.kind is SourceKind.DIRECTORY:
         # no readable go.mod: intake will say so
         with contextlib.suppress(OSError, UnicodeDecodeError, GocaasError):
             identity = f"module\0{module_path(Path(source.location))}"

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from gocaas.executor.local import LocalExecutor
+from gocaas.executor import load_executor
 from gocaas.server.auth import ServiceDep
 from gocaas.server.errors import install_error_handlers
 from gocaas.server.notify import Notifier
@@ -47,8 +47,12 @@ def create_app(settings: Settings, *, workers: int | None = None, run_executor: 
         store = await run_in_threadpool(open_store, settings.db_url)
         service = Service(settings, store, None, notifier)
         if run_executor:
-            executor = LocalExecutor(
-                settings, store, workers=workers or worker_count(settings), observer=service.metrics
+            executor = load_executor(
+                settings.server_executor,
+                settings,
+                store,
+                workers=workers or worker_count(settings),
+                observer=service.metrics,
             )
             service.executor = executor
             await run_in_threadpool(executor.start)

@@ -13,6 +13,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from gocaas.errors import BadInput, GocaasError
+from gocaas.go.gomod import module_path
 from gocaas.server.schemas import BuildOptionsIn
 from gocaas.settings import Settings
 from gocaas.source.archive import extract_archive
@@ -124,12 +125,13 @@ def archive_suffix(head: bytes) -> str:
     raise FieldError("archive", "not a .tar.gz or .zip archive (by its first bytes)", status=400)
 
 
-def check_upload(path: Path, settings: Settings) -> None:
+def check_upload(path: Path, settings: Settings) -> str:
     """Extract the upload once into a scratch directory with every intake check: a broken archive, one
-    that escapes, or one without a Go module is refused now, not after it waited in the queue."""
+    that escapes, or one without a Go module is refused now, not after it waited in the queue. Returns
+    the module path."""
     scratch = Path(tempfile.mkdtemp(prefix="gocaas-upload-check-", dir=settings.uploads_dir))
     try:
-        extract_archive(path, scratch, settings)
+        return module_path(extract_archive(path, scratch, settings).root)
     except BadInput as e:
         raise FieldError("archive", e.message, status=400) from None
     finally:

@@ -117,8 +117,8 @@ async def submit(
     upload: Path | None = None
     content: str | None = None
     if content_type.startswith("multipart/form-data"):
-        body, upload, content = await _receive_upload(request, service, build_id)
-        source = SourceSpec(kind=SourceKind.ARCHIVE, location=str(upload))
+        body, upload, content, module = await _receive_upload(request, service, build_id)
+        source = _archive_source(upload, module)
     elif content_type.startswith("application/json") or not content_type:
         body = _parse(BuildRequest, await request.body())
         if body.source is None:
@@ -169,9 +169,18 @@ def _parse(model: type[BuildRequest], raw: bytes | str) -> BuildRequest:
         raise FieldError(field, message) from None
 
 
+def _archive_source(upload: Path, module: str) -> SourceSpec:
+    try:
+        return SourceSpec(kind=SourceKind.ARCHIVE, location=str(upload), module=module)
+    except ValidationError:
+        raise FieldError(
+            "archive", f"go.mod's module path {module[:100]!r} is not usable", status=400
+        ) from None
+
+
 async def _receive_upload(
     request: Request, service: Service, build_id: str
-) -> tuple[BuildRequest, Path, str]:
+) -> tuple[BuildRequest, Path, str, str]:
     limit = service.settings.server_max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
@@ -200,11 +209,11 @@ async def _receive_upload(
                     raise HTTPException(413, f"archive is over this server's limit of {limit} bytes")
                 digest.update(chunk)
                 out.write(chunk)
-        await run_in_threadpool(check_upload, dest, service.settings)
+        module = await run_in_threadpool(check_upload, dest, service.settings)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
-    return body, dest, digest.hexdigest()
+    return body, dest, digest.hexdigest(), module
 
 
 @router.get("/builds/{build_id}", response_model=BuildView, summary="A build's status")
