@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import EXAMPLES
 from tests.server.conftest import ServerFactory
@@ -40,6 +41,14 @@ def _workers(server: ServerProcess) -> list[int]:
         and "resource_tracker" not in cmdline
         and _parent(pid) == server.process.pid
     ]
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rfind(")") + 2]
 
 
 def _test_binaries(name: str) -> list[int]:
@@ -93,9 +102,20 @@ def test_a_killed_worker_is_replaced_and_its_build_rerun(make_server: ServerFact
     assert len(replacement) == 1 and replacement != [worker]
 
 
-def test_a_build_running_when_the_server_died_is_retried(make_server: ServerFactory, tmp_path: Path) -> None:
-    server, _client, build_id = _testing_slowly(make_server, tmp_path, "serverdied", 4)
-    server.stop(signal.SIGKILL)  # the whole process group: server and workers, no cleanup
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_a_build_running_when_the_server_ended_is_retried(
+    make_server: ServerFactory, tmp_path: Path, how: signal.Signals
+) -> None:
+    # The test outlasts the checks below: a worker still alive after the server is an orphan, not a
+    # worker finishing its build.
+    server, _client, build_id = _testing_slowly(make_server, tmp_path, f"serverended{how.value}", 15)
+    workers = _workers(server)
+    assert workers
+    server.stop(how)  # SIGKILL: no cleanup at all; SIGTERM: a graceful stop re-queues the running build
+    deadline = time.monotonic() + 5
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"]:
+        assert time.monotonic() < deadline, f"worker processes outlived the server: {alive}"
+        time.sleep(0.2)
 
     restarted = ServerProcess(server.env, server.home, workers=1, admin_token=server.admin_token).start()
     try:

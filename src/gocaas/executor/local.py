@@ -14,15 +14,17 @@ import multiprocessing
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import structlog
 from pydantic import ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from gocaas.errors import FailureClass
 from gocaas.executor.base import BuildObserver, ExecutorState, NullObserver
@@ -40,6 +42,7 @@ from gocaas.store.builds import (
     StageRecordRow,
     TestRecord,
 )
+from gocaas.store.engine import StoreUnavailable
 from gocaas.store.store import Store
 from gocaas.store.tenants import TenantRepo
 
@@ -47,6 +50,9 @@ __all__ = ["LocalExecutor"]
 
 TICK: Final = 0.5
 """Seconds between checks that need no event: cancels flagged in the database, deadlines."""
+
+STORE_PATIENCE: Final = 120.0
+"""Seconds the supervisor keeps retrying a database that does not answer."""
 
 GRACE: Final = 60.0
 """The pipeline enforces build_timeout itself; the supervisor kills a worker this much later."""
@@ -73,7 +79,9 @@ class LocalExecutor:
         self, settings: Settings, store: Store, *, workers: int, observer: BuildObserver | None = None
     ) -> None:
         self._settings = settings
-        self._builds = BuildRepo(store)
+        # The supervisor's reads and writes wait out a database outage instead of dropping what a worker
+        # said (a lost "done" would leave a build running until the next restart).
+        self._builds = cast(BuildRepo, _Retried(BuildRepo(store)))
         self._tenants = TenantRepo(store)
         self._tenant_names: dict[int, str] = {}
         self._size = workers
@@ -301,6 +309,31 @@ class LocalExecutor:
                 self._builds.append_log(record.id, "!!! the server stopped during the build; re-queued\n")
                 self._builds.requeue(record.id, "the server stopped during the build; re-queued")
         log.info("queue recovered")
+
+
+class _Retried:
+    """Every method of the wrapped repository, retried on StoreUnavailable for up to STORE_PATIENCE s."""
+
+    def __init__(self, repo: BuildRepo) -> None:
+        self._repo = repo
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_delay(STORE_PATIENCE),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            before_sleep=lambda state: log.warning(
+                "database unavailable, retrying",
+                error=str(state.outcome.exception() if state.outcome else ""),
+            ),
+            reraise=True,
+        )
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._repo, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._retrying(method, *args, **kwargs)
+
+        return call
 
 
 def _infra(message: str, kind: str) -> Outcome:

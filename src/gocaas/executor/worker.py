@@ -4,8 +4,10 @@ what it says, so a worker killed mid-build loses nothing but its own pipe."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import threading
 import time
 import traceback
@@ -27,6 +29,8 @@ from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
 
 __all__ = ["Job", "worker_main"]
+
+_PR_SET_PDEATHSIG: Final = 1
 
 FLUSH_SECONDS: Final = 0.25
 """How often buffered stage changes and log lines go to the supervisor: live enough to follow, and a build
@@ -107,12 +111,25 @@ class _Forwarder:
         self.last_flush = time.monotonic()
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the server process dies, even by SIGKILL, so no orphan keeps
+    running a build that the restarted server runs again. Best effort elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the server died before the request took effect
+        os._exit(1)
+
+
 def worker_main(conn: Connection, settings: Settings) -> None:
     """The worker process's main: run jobs until the pipe closes or says stop."""
     from gocaas.pipeline.run import DEFAULT_STAGES
     from gocaas.telemetry import build_span, configure_tracing
 
     os.setpgrp()  # not in the server's terminal group: ^C reaches the server, which stops the workers
+    _die_with_parent()
     configure_tracing(settings, service="gocaas-worker")
     conn.send(("ready", os.getpid()))
     while True:
