@@ -4,6 +4,7 @@ packages. Between vet and build in `gocaas build`; alone in `gocaas test`."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -26,11 +27,12 @@ from gocaas.report.tests import (
     TestState,
 )
 from gocaas.resources import available_memory, plan_test_parallelism
+from gocaas.source import Workspace
 from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
 from gocaas.stages.reruns import failed_top_level, rerun_failures
-from gocaas.stages.testfiles import PackagePlan, coverage_report, plan_packages, record_history, summarize
+from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
 
 JUNIT_NAME = "junit.xml"
 
@@ -75,6 +77,22 @@ class TestStage:
         if options.race:
             require_c_compiler(ctx.settings.system_path)
         cgo = ctx.spec.options.cgo or options.race
+        history = History(ctx.settings.db_url)
+        try:
+            return self._run(ctx, workspace, quarantine, tiers, cgo, history)
+        finally:
+            history.close()
+
+    def _run(
+        self,
+        ctx: BuildContext,
+        workspace: Workspace,
+        quarantine: Quarantine,
+        tiers: Sequence[TestTier],
+        cgo: bool,
+        history: History,
+    ) -> TestStageResult:
+        options = ctx.spec.options.tests
         changed_since_last = ctx.need(SourceResult).changed_since_last
         plan = plan_packages(ctx, workspace, changed_since_last, options.shuffle)
         selected, not_run = plan.selected, list(plan.not_run)
@@ -169,7 +187,7 @@ class TestStage:
             shuffle=describe_shuffle(options.shuffle, shuffled_count, unshuffled_count),
         )
         ctx.publish(TestStageResult(report))
-        record_history(ctx, module_path(workspace.root), tests)
+        history.record(ctx, module_path(workspace.root), tests)
         self._verdict(report, options.flaky, workspace.root)
         return TestStageResult(report)
 

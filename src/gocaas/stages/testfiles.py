@@ -3,8 +3,11 @@ the coverage report, the summary, and the flaky history in the store."""
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gocaas.go.affected import affected_packages, parse_go_list_json
 from gocaas.go.env import go_environ
@@ -29,6 +32,9 @@ from gocaas.report.tests import (
 )
 from gocaas.source import Workspace
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, go
+
+if TYPE_CHECKING:
+    from gocaas.store import Store
 
 COVERAGE_PROFILE = "coverage.out"
 COVERAGE_HTML = "coverage.html"
@@ -141,23 +147,40 @@ def summarize(
     )
 
 
-def record_history(ctx: BuildContext, module: str, tests: list[TestResult]) -> None:
-    """Count runs, failures and flakes per test across builds. The history is a convenience: a store that
-    cannot be reached is said in the log, and never fails the build."""
-    from gocaas.store import StoreUnavailable, TestHistoryRepo, TestOutcome, open_store  # SQLAlchemy: lazily
+class History:
+    """The flaky history: runs, failures and flakes per test across builds. Its store is opened in the
+    background as soon as the stage starts (importing SQLAlchemy and checking the schema cost about as much
+    as a warm `go test` of a small module), so recording at the end waits for nothing. The history is a
+    convenience: a store that cannot be reached is said in the log, and never fails the build."""
 
-    outcomes = [
-        TestOutcome(t.package, t.name, failed=t.state is TestState.FAILED, flaky=t.state is TestState.FLAKY)
-        for t in tests
-        if t.state is not TestState.SKIPPED
-    ]
-    if not outcomes:
-        return
-    try:
-        store = open_store(ctx.settings.db_url)
+    def __init__(self, url: str) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="gocaas-history")
+        self._store: Future[Store] = pool.submit(_open_store, url)
+        pool.shutdown(wait=False)
+
+    def record(self, ctx: BuildContext, module: str, tests: list[TestResult]) -> None:
+        from gocaas.store import StoreUnavailable, TestHistoryRepo, TestOutcome
+
+        outcomes = [
+            TestOutcome(
+                t.package, t.name, failed=t.state is TestState.FAILED, flaky=t.state is TestState.FLAKY
+            )
+            for t in tests
+            if t.state is not TestState.SKIPPED
+        ]
+        if not outcomes:
+            return
         try:
-            TestHistoryRepo(store).record(module, outcomes)
-        finally:
-            store.close()
-    except StoreUnavailable as exc:
-        ctx.log.line(f"flaky history not recorded: {exc.message}")
+            TestHistoryRepo(self._store.result()).record(module, outcomes)
+        except StoreUnavailable as exc:
+            ctx.log.line(f"flaky history not recorded: {exc.message}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # opening failed: record() said so, if it ran
+            self._store.result().close()
+
+
+def _open_store(url: str) -> Store:
+    from gocaas.store import open_store  # SQLAlchemy: lazily, off the critical path
+
+    return open_store(url)
