@@ -83,14 +83,20 @@ def run_command(
     ]
     for pump in pumps:
         pump.start()
+    # A blocking wait with a watchdog, not wait(timeout=...): that one polls with sleeps of up to 50 ms,
+    # which every go command would pay after it has already finished.
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _expire, args=(proc, expired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise InfraError(f"{label} timed out after {timeout:.0f}s", kind="timeout") from None
+        proc.wait()
     finally:
+        watchdog.cancel()
         for pump in pumps:
             pump.join(timeout=5)
+    if expired.is_set():
+        raise InfraError(f"{label} timed out after {timeout:.0f}s", kind="timeout")
     result = CommandResult(tuple(args), proc.returncode, "".join(out), "".join(err), time.monotonic() - start)
     if result.returncode < 0:
         signum = -result.returncode
@@ -106,10 +112,12 @@ def run_command(
     return result
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def _expire(proc: subprocess.Popen[str], expired: threading.Event) -> None:
+    """The watchdog: kill the command's whole session (go and what it started) unless it already ended."""
+    if proc.poll() is None:
+        expired.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_go(
