@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     server_max_attempts: int = Field(
         default=3, ge=1, le=20, description="Runs of a build whose worker died before it is failed."
     )
+    server_keep_days: float = Field(
+        default=30.0, ge=0, description="Finished builds (record, log, artifacts) kept this long; 0: forever."
+    )
+    server_prune_interval: float = Field(default=3600.0, gt=0, description="Seconds between prunes.")
     otlp_endpoint: str | None = Field(
         default=None, pattern=r"^https?://[^\s]+$", description="OTLP/HTTP traces endpoint; unset: no export."
     )

@@ -608,3 +608,36 @@ def test_cancel_racing_a_claim_never_cancels_a_started_build(
     else:  # the claim won: the build runs, and its executor is told to stop it
         assert (record.status, record.attempts) == (BuildState.RUNNING, 1)
         assert record.cancel_requested and repo.cancel_requested(["b001"]) == {"b001"}
+
+
+def test_expired_builds_are_deleted_with_everything_they_own(store: Store, repo: BuildRepo) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from gocaas.store.models import ArtifactRow, BuildLogRow, BuildStageRow, BuildTestRow
+
+    t = tenant(store, "acme")
+    for build_id in ("old", "recent"):
+        running_one(repo, build_id, t)
+        repo.record_progress(build_id, [StageRecordRow(0, "source", "ok", 0.1)], f"{build_id} log\n")
+        artifact = ArtifactRecord(
+            f"{build_id}-bin", "binary", "linux", "amd64", "0" * 64, 1, f"/x/{build_id}"
+        )
+        test = TestRecord("example.test/m", f"Test{build_id}", "passed", 0.0, 1)
+        assert repo.finish(
+            build_id, Outcome(BuildState.SUCCEEDED, exit_code=0, artifacts=[artifact], tests=[test])
+        )
+    running_one(repo, "still-running", t)
+
+    now = datetime.now(UTC)
+    assert repo.expired(now - timedelta(hours=1)) == []
+    assert set(repo.expired(now + timedelta(seconds=1))) == {"old", "recent"}  # never a running build
+    assert repo.delete(["old"]) == 1
+    assert repo.get("old") is None and repo.get("recent") is not None
+    with store.session(write=False) as session:
+        for table in (BuildStageRow, BuildLogRow, ArtifactRow, BuildTestRow):
+            owners = session.scalars(select(table.build_id).distinct()).all()
+            assert "old" not in owners, table.__tablename__
+            assert session.scalar(select(func.count()).select_from(table)) >= 1
+    assert repo.delete([]) == 0

@@ -23,6 +23,7 @@ from gocaas.executor import load_executor
 from gocaas.server.auth import ServiceDep
 from gocaas.server.errors import install_error_handlers
 from gocaas.server.notify import Notifier
+from gocaas.server.retention import Pruner
 from gocaas.server.routes import builds, files
 from gocaas.server.service import Service
 from gocaas.settings import Settings
@@ -57,10 +58,13 @@ def create_app(settings: Settings, *, workers: int | None = None, run_executor: 
             service.executor = executor
             await run_in_threadpool(executor.start)
         app.state.service = service
+        pruner = Pruner(settings, service.builds)
+        pruner.start()
         log.info("server ready", database=store.url, workers=service.executor_state().workers)
         try:
             yield
         finally:
+            pruner.stop()
             if service.executor is not None:
                 await run_in_threadpool(service.executor.stop)
             store.close()

@@ -203,6 +203,27 @@ class BuildRepo:
             )
             return [LogChunk(*row) for row in rows]
 
+    # --- retention -------------------------------------------------------------------------------------
+    def expired(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """Finished builds that finished before `before`, oldest first."""
+        finished = [s.value for s in BuildState if s.finished]
+        with self._store.session(write=False) as session:
+            return list(
+                session.scalars(
+                    select(BuildRow.id)
+                    .where(BuildRow.status.in_(finished), BuildRow.finished_at < before)
+                    .order_by(BuildRow.finished_at)
+                    .limit(limit)
+                )
+            )
+
+    def delete(self, build_ids: Sequence[str]) -> int:
+        """Forget builds: their stages, log, artifacts and test rows go with them (ON DELETE CASCADE)."""
+        if not build_ids:
+            return 0
+        with self._store.session() as session:
+            return session.execute(delete(BuildRow).where(BuildRow.id.in_(build_ids))).rowcount or 0
+
     # --- the executor's writes -------------------------------------------------------------------------
     def claim(self, build_id: str, worker: str) -> BuildRecord | None:
         """Mark a queued build running on `worker`; None if someone else took it (or it was cancelled)."""
