@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,3 +167,24 @@ def test_a_build_past_its_own_timeout_fails_as_a_timeout(make_server: ServerFact
     assert view["status"] == "failed"
     assert view["failure"]["kind"] == "timeout", view
     assert not _test_binaries("timesout")
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(make_server: ServerFactory) -> None:
+    first = make_server(workers=1)
+    second = subprocess.run(
+        [sys.executable, "-m", "gocaas", "serve", "--port", "0", "--workers", "1"],
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 3
+    assert f"another gocaas serve (pid {first.process.pid}" in second.stderr  # type: ignore[union-attr]
+    assert "GOCAAS_HOME" in second.stderr
+    # The API alone (no executor) may share it, e.g. a second front end.
+    api_only = ServerProcess(first.env, first.home, workers=0, admin_token=first.admin_token).start()
+    try:
+        assert api_only.client(api_only.admin_token).get("/v1/builds").status_code == 200
+    finally:
+        api_only.stop()

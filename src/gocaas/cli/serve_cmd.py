@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from gocaas.executor import EXECUTORS
+    from gocaas.executor.local import lock_data_dir
     from gocaas.logs import configure_logging
     from gocaas.server import create_app, worker_count
     from gocaas.store import open_store
@@ -45,6 +46,8 @@ def serve(
         raise fail(f"unknown server_executor {settings.server_executor!r} (known: {', '.join(EXECUTORS)})")
     configure_logging(json=log_json)
     try:
+        if workers != 0:
+            lock_data_dir(settings.home).close()  # a clear error now rather than a failed startup later
         with open_store(settings.db_url) as store:
             tenants = TenantRepo(store)
             if tenants.token_count() == 0:

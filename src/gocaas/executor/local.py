@@ -10,54 +10,73 @@ tree. Workers are spawned, not forked: the server process has threads, and fork 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import multiprocessing
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import IO, Any, Final, cast
 
 import structlog
-from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from gocaas.errors import FailureClass
+from gocaas.errors import InfraError
 from gocaas.executor.base import BuildObserver, ExecutorState, NullObserver
+from gocaas.executor.outcome import infra_outcome, report_outcome
 from gocaas.executor.procs import kill_tree
+from gocaas.executor.retried import Retried
 from gocaas.executor.scheduler import order
 from gocaas.executor.worker import Job, worker_main
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
 from gocaas.store.builds import (
-    ArtifactRecord,
     BuildRecord,
     BuildRepo,
     BuildState,
     Outcome,
     StageRecordRow,
-    TestRecord,
 )
-from gocaas.store.engine import StoreUnavailable
 from gocaas.store.store import Store
 from gocaas.store.tenants import TenantRepo
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "lock_data_dir"]
 
 TICK: Final = 0.5
 """Seconds between checks that need no event: cancels flagged in the database, deadlines."""
-
-STORE_PATIENCE: Final = 120.0
-"""Seconds the supervisor keeps retrying a database that does not answer."""
 
 GRACE: Final = 60.0
 """The pipeline enforces build_timeout itself; the supervisor kills a worker this much later."""
 
 log = structlog.get_logger("gocaas.executor")
+
+
+def lock_data_dir(home: Path) -> IO[str]:
+    """One local executor per data directory: a second one would re-queue the first one's running builds
+    as left behind, and run them twice. Held while the returned file is open; the kernel drops it with the
+    process, however that ends."""
+    path = home / "executor.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise InfraError(
+            f"another gocaas serve ({holder}) runs builds from {home}: stop it, or give this one its own "
+            "GOCAAS_HOME (or --workers 0 to serve the API only)",
+            kind="busy",
+        ) from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    lock.flush()
+    return lock
 
 
 @dataclass
@@ -81,7 +100,7 @@ class LocalExecutor:
         self._settings = settings
         # The supervisor's reads and writes wait out a database outage instead of dropping what a worker
         # said (a lost "done" would leave a build running until the next restart).
-        self._builds = cast(BuildRepo, _Retried(BuildRepo(store)))
+        self._builds = cast(BuildRepo, Retried(BuildRepo(store)))
         self._tenants = TenantRepo(store)
         self._tenant_names: dict[int, str] = {}
         self._size = workers
@@ -94,9 +113,13 @@ class LocalExecutor:
         self._thread: threading.Thread | None = None
         self._queue_may_have_work = True
         self._last_tick = 0.0
+        self._early_deaths = 0
+        self._respawn_at: list[float] = []
+        self._lock_file: IO[str] | None = None
 
     # --- the interface ---------------------------------------------------------------------------------
     def start(self) -> None:
+        self._lock_file = lock_data_dir(self._settings.home)
         self._recover()
         self._workers = [self._spawn() for _ in range(self._size)]
         self._thread = threading.Thread(target=self._loop, name="gocaas-supervisor", daemon=True)
@@ -124,6 +147,8 @@ class LocalExecutor:
             worker.process.join(timeout=5)
             if worker.process.is_alive():
                 kill_tree(worker.process.pid or 0)
+        if self._lock_file is not None:
+            self._lock_file.close()
         log.info("executor stopped")
 
     def state(self) -> ExecutorState:
@@ -155,6 +180,9 @@ class LocalExecutor:
             if not worker.process.is_alive():
                 self._lost(worker)
         now = time.monotonic()
+        while self._respawn_at and self._respawn_at[0] <= now and not self._stopping.is_set():
+            self._respawn_at.pop(0)
+            self._workers.append(self._spawn())
         if self._wake_r in ready or now - self._last_tick >= TICK:
             self._last_tick = now
             self._queue_may_have_work = True
@@ -186,9 +214,9 @@ class LocalExecutor:
             build_id = message[1]
             worker.build_id = None
             outcome, report = (
-                _outcome(message[2])
+                report_outcome(message[2])
                 if kind == "done"
-                else (_infra(f"internal error in the worker: {message[2]}", "internal"), None)
+                else (infra_outcome(f"internal error in the worker: {message[2]}", "internal"), None)
             )
             self._finish(build_id, outcome, report)
 
@@ -224,13 +252,24 @@ class LocalExecutor:
                 self._builds.append_log(
                     build_id, f"!!! {why}; that was attempt {record.attempts}: giving up\n"
                 )
-                self._finish(build_id, _infra(f"{why} on attempt {record.attempts}", "worker_lost"), None)
+                self._finish(
+                    build_id, infra_outcome(f"{why} on attempt {record.attempts}", "worker_lost"), None
+                )
             else:
                 self._builds.append_log(build_id, f"!!! {why} during attempt {record.attempts}; re-queued\n")
                 self._builds.requeue(build_id, f"{why}; re-queued")
                 self._observer.build_changed(build_id)
                 self._queue_may_have_work = True
-        if not self._stopping.is_set():
+        if self._stopping.is_set():
+            return
+        if not worker.ready:
+            # It died before it could take a build (a broken install, no memory): back off, don't spin.
+            self._early_deaths += 1
+            delay = min(30.0, 0.5 * 2**self._early_deaths)
+            log.error("worker died on start", exitcode=code, retry_in=delay)
+            self._respawn_at.append(time.monotonic() + delay)
+        else:
+            self._early_deaths = 0
             self._workers.append(self._spawn())
 
     def _enforce(self, now: float) -> None:
@@ -247,7 +286,7 @@ class LocalExecutor:
                 worker.build_id = None
                 self._finish(
                     build_id,
-                    _infra(f"the build exceeded its {worker.timeout:.0f}s timeout", "timeout"),
+                    infra_outcome(f"the build exceeded its {worker.timeout:.0f}s timeout", "timeout"),
                     None,
                 )
 
@@ -303,73 +342,10 @@ class LocalExecutor:
         for record in self._builds.running():
             if record.attempts >= self._settings.server_max_attempts:
                 self._builds.finish(
-                    record.id, _infra(f"the server stopped during attempt {record.attempts}", "worker_lost")
+                    record.id,
+                    infra_outcome(f"the server stopped during attempt {record.attempts}", "worker_lost"),
                 )
             else:
                 self._builds.append_log(record.id, "!!! the server stopped during the build; re-queued\n")
                 self._builds.requeue(record.id, "the server stopped during the build; re-queued")
         log.info("queue recovered")
-
-
-class _Retried:
-    """Every method of the wrapped repository, retried on StoreUnavailable for up to STORE_PATIENCE s."""
-
-    def __init__(self, repo: BuildRepo) -> None:
-        self._repo = repo
-        self._retrying = Retrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            stop=stop_after_delay(STORE_PATIENCE),
-            wait=wait_exponential(multiplier=0.1, max=5),
-            before_sleep=lambda state: log.warning(
-                "database unavailable, retrying",
-                error=str(state.outcome.exception() if state.outcome else ""),
-            ),
-            reraise=True,
-        )
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._repo, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._retrying(method, *args, **kwargs)
-
-        return call
-
-
-def _infra(message: str, kind: str) -> Outcome:
-    return Outcome(
-        BuildState.FAILED,
-        exit_code=3,
-        failure_class=FailureClass.INFRASTRUCTURE.value,
-        failure_kind=kind,
-        message=message,
-    )
-
-
-def _outcome(report_json: str) -> tuple[Outcome, BuildReport | None]:
-    try:
-        report = BuildReport.model_validate_json(report_json)
-    except ValidationError as e:
-        return _infra(f"the worker sent an unreadable report: {e}", "internal"), None
-    failure = report.failure
-    artifacts = [
-        ArtifactRecord(a.name, a.kind, a.goos, a.goarch, a.sha256, a.size, a.path) for a in report.artifacts
-    ]
-    tests = (
-        [TestRecord(t.package, t.name, t.state.value, t.duration_s, t.attempts) for t in report.tests.tests]
-        if report.tests
-        else []
-    )
-    return (
-        Outcome(
-            BuildState.SUCCEEDED if report.status == "succeeded" else BuildState.FAILED,
-            exit_code=report.exit_code,
-            failure_class=failure.failure_class.value if failure else None,
-            failure_kind=failure.kind if failure else None,
-            message=failure.message if failure else None,
-            report=report_json,
-            artifacts=artifacts,
-            tests=tests,
-        ),
-        report,
-    )
