@@ -24,6 +24,7 @@ class Invocation:
     count: int | None = None
     coverprofile: Path | None = None
     shuffle: str = "off"
+    vetted: bool = False  # the vet stage already vetted these files: go test's own vet pass is redundant
 
 
 def go_test_args(options: TestOptions, tier: TestTier, p: int, parallel: int, call: Invocation) -> list[str]:
@@ -39,6 +40,8 @@ def go_test_args(options: TestOptions, tier: TestTier, p: int, parallel: int, ca
     ]
     if call.shuffle != "off":
         args.append(f"-shuffle={call.shuffle}")  # any -shuffle, even =off, makes go skip its test cache
+    if call.vetted:
+        args.append("-vet=off")
     if tier.tags:
         args.append("-tags=" + ",".join(tier.tags))
     if options.race:

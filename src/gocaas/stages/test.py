@@ -43,6 +43,18 @@ class TestStageResult:
     report: TestReport
 
 
+def vetted(ctx: BuildContext, tier: TestTier) -> bool:
+    """Whether this build's vet stage already ran `go vet ./...` over what this tier's go test compiles:
+    then go test's own (smaller) vet pass is work done twice. Not for tiers with build tags (other files)
+    or -race (cgo turned on: other files again)."""
+    return (
+        "vet" in ctx.stage_names
+        and ctx.spec.options.vet
+        and not tier.tags
+        and not ctx.spec.options.tests.race
+    )
+
+
 def select_tiers(configured: tuple[TestTier, ...], wanted: tuple[str, ...]) -> list[TestTier]:
     if not wanted:
         return [tier for tier in configured if tier.default]
@@ -120,6 +132,7 @@ class TestStage:
                     run=options.run,
                     coverprofile=profile,
                     shuffle=shuffle,
+                    vetted=vetted(ctx, tier),
                 )
                 group_runs, stray, result = run_go_test(
                     ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
@@ -201,6 +214,7 @@ class TestStage:
             run="^(" + "|".join(names) + ")$",
             count=1,
             shuffle="off" if options.shuffle == "auto" else options.shuffle,
+            vetted=vetted(ctx, tier),
         )
         runs, _, _ = run_go_test(
             ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
