@@ -3,9 +3,16 @@ still answers an identical build."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections.abc import Callable
 
-from tests.conftest import EXAMPLES
+from gocaas.settings import Settings
+from gocaas.store import open_store
+from gocaas.store.builds import BuildRepo, NewBuild
+from gocaas.store.tenants import TenantRepo
+from tests.conftest import EXAMPLES, CliFn
 from tests.server.conftest import ServerFactory
 from tests.support.server import upload, wait_finished
 
@@ -31,3 +38,37 @@ def test_old_finished_builds_are_pruned(make_server: ServerFactory) -> None:
     assert again["status"] == "succeeded" and again["reused_from"] == first["id"]
     artifact = client.get(f"/v1/builds/{again['id']}/artifacts").json()[0]
     assert client.get(artifact["url"]).status_code == 200
+
+
+def test_builds_prune_forgets_old_command_line_builds_but_not_queued_ones(
+    cli: CliFn, fresh_settings: Callable[..., Settings]
+) -> None:
+    settings = fresh_settings()
+    built = cli("build", str(EXAMPLES / "hello"), "--no-test", "--json", "--out", "dist", settings_=settings)
+    assert built.returncode == 0, built.stderr
+    old_cli_build = settings.builds_dir / json.loads(built.stdout)["build_id"]
+    recent = settings.builds_dir / "20990101T000000-0000000a"
+    recent.mkdir()
+    unrelated = settings.builds_dir / "notes"
+    unrelated.mkdir()
+    with open_store(settings.db_url) as store:
+        tenant_id = TenantRepo(store).create_token("t").principal.tenant_id
+        spec = '{"queued": true}'
+        BuildRepo(store).submit(
+            NewBuild("20200101T000000-0000000b", tenant_id, spec, "fp", 5),
+            max_queued=9,
+            max_queued_per_tenant=9,
+        )
+    queued_dir = settings.builds_dir / "20200101T000000-0000000b"
+    queued_dir.mkdir()
+    forty_days_ago = time.time() - 40 * 86400
+    for path in (old_cli_build, unrelated, queued_dir):
+        os.utime(path, (forty_days_ago, forty_days_ago))
+
+    pruned = cli("builds", "prune", settings_=settings)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned 0 service builds and 1 command-line build directories" in pruned.stderr
+    assert not old_cli_build.exists()
+    assert recent.is_dir() and unrelated.is_dir() and queued_dir.is_dir()
+    refused = cli("builds", "prune", "--older-than", "0", settings_=settings)
+    assert refused.returncode == 2 and "--older-than 0" in refused.stderr

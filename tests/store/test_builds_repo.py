@@ -641,3 +641,12 @@ def test_expired_builds_are_deleted_with_everything_they_own(store: Store, repo:
             assert "old" not in owners, table.__tablename__
             assert session.scalar(select(func.count()).select_from(table)) >= 1
     assert repo.delete([]) == 0
+
+
+def test_known_says_which_ids_have_records(store: Store, repo: BuildRepo) -> None:
+    t = tenant(store, "acme")
+    queued_one(repo, "a", t)
+    queued_one(repo, "b", t)
+    assert repo.known(["a", "b", "zzz"]) == {"a", "b"}
+    assert repo.known([]) == set()
+    assert repo.known([f"id{i}" for i in range(1200)] + ["b"]) == {"b"}  # past one IN list's chunk

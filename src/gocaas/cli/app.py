@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from gocaas.cli.builds_cmd import builds_app
 from gocaas.cli.cache_cmd import cache_app, cacheprog
 from gocaas.cli.common import fail, load, validation_message
 from gocaas.cli.options import (
@@ -57,6 +58,7 @@ app.add_typer(toolchain_app, name="toolchain")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("flaky")(flaky)
 app.add_typer(cache_app, name="cache")
+app.add_typer(builds_app, name="builds")
 app.command("serve")(serve)
 app.add_typer(token_app, name="token")
 app.command("submit")(submit)

@@ -217,6 +217,15 @@ class BuildRepo:
                 )
             )
 
+    def known(self, build_ids: Sequence[str]) -> set[str]:
+        """Which of these build ids the database has a record of."""
+        found: set[str] = set()
+        with self._store.session(write=False) as session:
+            for start in range(0, len(build_ids), 500):
+                chunk = build_ids[start : start + 500]
+                found.update(session.scalars(select(BuildRow.id).where(BuildRow.id.in_(chunk))))
+        return found
+
     def delete(self, build_ids: Sequence[str]) -> int:
         """Forget builds: their stages, log, artifacts and test rows go with them (ON DELETE CASCADE)."""
         if not build_ids:
