@@ -108,6 +108,7 @@ def gc(
     if lock is None:
         return GCResult(ran=False)
     try:
+        estimate_before = store.add_usage(0)  # puts landing during the scan are added on top of it
         now = time.time()
         young = now - min_age
         result = GCResult()
@@ -138,8 +139,10 @@ def gc(
                 total -= size
                 result.removed_bytes += size
         result.total_after = total
-        store.set_usage(total)
-        store.over_budget = False
+        estimate = store.replace_usage(total, estimate_before)
+        # Over again only if writers added while it ran (the owner then runs another gc at its next check);
+        # not for young files it may not evict, or every put would start a gc.
+        store.over_budget = store.max_size is not None and estimate > max(store.max_size, total)
         return result
     finally:
         unlock_file(lock)

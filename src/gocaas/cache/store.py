@@ -328,9 +328,27 @@ class Store:
             unlock_file(fd)
 
     def set_usage(self, total: int) -> None:
+        os.makedirs(self.root, exist_ok=True)
         fd = lock_file(self.usage_file)
         try:
             _rewrite(fd, total)
+        finally:
+            unlock_file(fd)
+
+    def replace_usage(self, measured: int, estimate_before: int) -> int:
+        """After a gc measured `measured` bytes by scanning: the new estimate is that plus what other
+        writers added to the shared estimate since it read `estimate_before` (their files may have landed
+        after the scan saw the directory). Returns the new estimate."""
+        os.makedirs(self.root, exist_ok=True)
+        fd = lock_file(self.usage_file)
+        try:
+            try:
+                current = int(os.read(fd, 64) or b"0")
+            except ValueError:
+                current = estimate_before
+            total = measured + max(0, current - estimate_before)
+            _rewrite(fd, total)
+            return total
         finally:
             unlock_file(fd)
 
