@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Final
@@ -146,7 +147,9 @@ def worker_main(conn: Connection, settings: Settings) -> None:
         conn.send(("ready", os.getpid()))
 
 
-def _run(job: Job, settings: Settings, sink: _Forwarder, span_sink: object) -> tuple[str, str, str]:
+def _run(
+    job: Job, settings: Settings, sink: _Forwarder, span_sink: Callable[[Event], None]
+) -> tuple[str, str, str]:
     from gocaas.pipeline.run import run_build
 
     try:
@@ -159,7 +162,7 @@ def _run(job: Job, settings: Settings, sink: _Forwarder, span_sink: object) -> t
 
         def both(event: Event) -> None:
             sink(event)
-            span_sink(event)  # type: ignore[operator]
+            span_sink(event)
 
         stop = threading.Event()
         ticker = threading.Thread(target=sink.ticker, args=(stop,), daemon=True)

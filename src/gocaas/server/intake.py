@@ -4,6 +4,7 @@ archives checked before they are queued) and the fingerprint that makes identica
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -104,16 +105,8 @@ def fingerprint(spec: BuildSpec, tenant_id: int, content: str | None = None) -> 
     data = spec.model_dump(mode="json", exclude={"options": {"reuse"}})
     if content is not None:
         data["source"]["location"] = f"sha256:{content}"
-    canonical = repr((tenant_id, sorted(_flatten(data))))
+    canonical = json.dumps([tenant_id, data], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _flatten(value: object, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, dict):
-        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}.{k}")]
-    if isinstance(value, list):
-        return [item for i, v in enumerate(value) for item in _flatten(v, f"{prefix}[{i}]")]
-    return [(prefix, repr(value))]
 
 
 def archive_suffix(head: bytes) -> str:

@@ -6,6 +6,7 @@ read from the database when /metrics is scraped, so they are right even after a 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -39,6 +40,8 @@ class Metrics:
 
     def __init__(self, counts: Callable[[], dict[str, int]], notify: Callable[[str], None]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        self._gets = self._hits = 0
         self._notify = notify
         self.builds = Counter(
             "gocaas_builds_finished",
@@ -99,8 +102,10 @@ class Metrics:
         if report is not None and report.cache is not None and report.cache.gets:
             self.cache_gets.inc(report.cache.gets)
             self.cache_hits.inc(report.cache.hits)
-            gets = self.cache_gets._value.get()
-            self.cache_hit_ratio.set(self.cache_hits._value.get() / gets if gets else 0.0)
+            with self._lock:  # our own totals: the counters' values are not public
+                self._gets += report.cache.gets
+                self._hits += report.cache.hits
+                self.cache_hit_ratio.set(self._hits / self._gets)
 
     def workers_changed(self, busy: int, total: int) -> None:
         self.workers.set(total)

@@ -63,15 +63,13 @@ class Service:
         return False, None
 
     def authenticate(self, token: str) -> Principal | None:
-        key = hash_token(token)
-        now = time.monotonic()
-        cached = self._tokens.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        known, principal = self.remembered(token)
+        if known:
+            return principal
         principal = self.tenants.authenticate(token)
         if len(self._tokens) > 10_000:
             self._tokens.clear()  # bounded: a flood of bad tokens cannot grow it without end
-        self._tokens[key] = (principal, now + TOKEN_TTL)
+        self._tokens[hash_token(token)] = (principal, time.monotonic() + TOKEN_TTL)
         return principal
 
     # --- builds ----------------------------------------------------------------------------------------
