@@ -1,7 +1,7 @@
 """The go command's own build cache against `gocaas cacheprog` (GOCACHEPROG over the local Store), in one run.
 
     python bench/cache_bench.py [--repeats 15] [--packages 100] [--go-p N] [--no-cold] [--no-reference]
-                                [--no-remote] [--remote-repeats 5]
+                                [--no-remote] [--remote-repeats 5] [--fresh-root DIR]
 
 Rows, each timed with time.perf_counter around the whole go command:
 
@@ -22,11 +22,14 @@ Remote rows (unless --no-remote), `gocaas cache serve` on loopback in its own pr
 
     std cold      a third side, `remote`: cacheprog --remote, empty local store and empty server (it uploads)
     std fresh     --remote-repeats times, rotating: `go` (warm GOCACHE, as in std warm); `remote`, a fresh
-                  worker: an empty local store (emptied untimed before each run) against the server that the
-                  cold run filled; `tar+zstd`: restore a tar+zstd archive of the whole warm GOCACHE into an
-                  empty directory and build with it, restore and build timed together (how CI caches go);
-                  `cp floor`: `cp -r` the server's store into an empty directory, then build from it locally
-                  (what writing the same files costs here, without any network or protocol)
+                  worker: a new, empty local store against the server that the cold run filled (and whose
+                  trace it keeps: the fresh worker prefetches, see gocaas/cache/prefetch.py; pass
+                  --prog-arg=--no-prefetch for one get at a time); `tar+zstd`: restore a tar+zstd archive
+                  of the whole warm GOCACHE into a new directory and build with it, restore and build timed
+                  together (how CI caches go); `cp floor`: `cp -r` the server's store into a new directory,
+                  then build from it locally (what writing the same files costs, without network or
+                  protocol). The run directories are removed after the row, not between runs (see
+                  Remote._next_dir: deleting thousands of files makes the next creations slow here).
 Targets: fresh worker ≤ 3 x warm go; ≥ 10 x faster than cold go; faster than tar+zstd.
 """
 
@@ -216,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prog-arg", action="append", default=[], help="extra argument to gocaas cacheprog")
     parser.add_argument("--no-remote", action="store_true", help="leave out the remote rows")
     parser.add_argument("--remote-repeats", type=int, default=5, help="std fresh runs per side (default 5)")
+    parser.add_argument("--fresh-root", type=Path,
+                        help="where the std fresh runs write (default: in the workdir; e.g. a tmpfs to see "
+                        "what the disk costs)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="keep caches and the module here (default: a temp dir)")
     parser.add_argument("--json-out", type=Path, help="also write every timing as JSON")
     args = parser.parse_args(argv)
@@ -334,7 +340,10 @@ class Remote:
         self.url = line.split("listening on ")[1].split(",")[0]
         print(f"remote: {self.url} over {self.server_store}", file=sys.stderr)
         stats = work / "remote-stats"
-        extra = [*args.prog_arg, "--remote", self.url]
+        extra = self.remote_extra = [*args.prog_arg, "--remote", self.url]
+        self.prog_extra = args.prog_arg
+        self.run_no, self.fresh_dirs, self.fresh_row_running = 0, list[Path](), False
+        self.fresh_root = args.fresh_root or work / "fresh-runs"
         prog_env = env | {"GOCACHE": str(work / "gocache-unused"), "GOCAAS_CACHEPROG_STATS": str(stats)}
         prog_env |= {"GOCAAS_CACHE_TOKEN": TOKEN, "GOCACHEPROG": cacheprog_command(self.local, extra=extra)}
         self.side = Side("remote", prog_env, flags, stats, setup=self._empty_local)
@@ -346,18 +355,33 @@ class Remote:
         self.tar = Side("tar+zstd", env | {"GOCACHE": str(self.tar_dir / "gocache")}, flags,
                         setup=self._empty_restore, restore=self._restore)  # fmt: skip
 
+    # Each fresh run gets new, empty directories, and all of them are removed only after the row: on this
+    # VM (ext4 mounted with discard), creating files within seconds of deleting thousands costs up to ~1 ms
+    # each instead of ~20 µs, which would charge every fresh side for the previous run's cleanup.
+    def _next_dir(self, name: str) -> Path:
+        self.run_no += 1
+        path = self.fresh_root / f"{name}-{self.run_no}"
+        self.fresh_dirs.append(path)
+        return path
+
     def _empty_local(self) -> None:
-        shutil.rmtree(self.local, ignore_errors=True)
+        if self.fresh_row_running:
+            self.local = self._next_dir("remote-local")
+            self.side.env["GOCACHEPROG"] = cacheprog_command(self.local, extra=self.remote_extra)
+        else:
+            shutil.rmtree(self.local, ignore_errors=True)
 
     def _empty_cp(self) -> None:
-        shutil.rmtree(self.cp_dir, ignore_errors=True)
+        self.cp_dir = self._next_dir("cp-local")
+        self.cp.env["GOCACHEPROG"] = cacheprog_command(self.cp_dir, extra=self.prog_extra)
 
     def _copy_store(self) -> None:
         subprocess.run(["cp", "-r", str(self.server_store), str(self.cp_dir)], check=True)
 
     def _empty_restore(self) -> None:
-        shutil.rmtree(self.tar_dir, ignore_errors=True)
-        self.tar_dir.mkdir()
+        self.tar_dir = self._next_dir("restore")
+        self.tar_dir.mkdir(parents=True)
+        self.tar.env["GOCACHE"] = str(self.tar_dir / "gocache")
 
     def _restore(self) -> None:
         if shutil.which("zstd"):
@@ -398,7 +422,12 @@ class Remote:
         mb = self.archive.stat().st_size / 1e6
         print(f"  std fresh: archive {mb:.1f} MB, {self.archive}", file=sys.stderr)
         sides = [go, self.side, self.tar, self.cp]
-        counters["std fresh"] = timed(sides, "std fresh", ["build", "std"], work, self.repeats, "remote")
+        self.fresh_row_running = True
+        try:
+            counters["std fresh"] = timed(sides, "std fresh", ["build", "std"], work, self.repeats, "remote")
+        finally:
+            self.fresh_row_running = False
+            shutil.rmtree(self.fresh_root, ignore_errors=True)
 
     def report(
         self, go: Side, prog: Side, counters: dict[str, dict[str, int]], args: argparse.Namespace
@@ -423,11 +452,12 @@ class Remote:
         c, up = counters[row], counters.get("std cold remote", {})
         print(f"  fresh worker, per run: {c.get('gets', 0)} gets, {c.get('remote_hits', 0)} remote hits, "
               f"{c.get('remote_bytes_down', 0) / 1e6:.1f} MB down, {c.get('misses', 0)} misses, "
-              f"{c.get('remote_errors', 0)} remote errors")  # fmt: skip
+              f"{c.get('remote_errors', 0)} remote errors, {c.get('remote_requests', 0)} requests, "
+              f"{c.get('prefetched', 0)} objects prefetched")  # fmt: skip
         if up:
             mb_up = up.get("remote_bytes_up", 0) / 1e6
             print(f"  cold run with the remote: {up.get('uploads', 0)} uploads, {mb_up:.1f} MB up, "
-                  f"{up.get('upload_dropped', 0)} dropped")  # fmt: skip
+                  f"{up.get('upload_dropped', 0)} dropped, {up.get('traces_sent', 0)} trace")  # fmt: skip
         checks = [(f"fresh worker ≤ {FRESH_VS_WARM:g}x warm go", fresh / warm, fresh / warm <= FRESH_VS_WARM)]
         if cold is not None:
             checks += [

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     cache_remote_token: SecretStr | None = None
     cache_remote_read_only: bool = False
     cache_remote_timeout: float = Field(default=2.0, gt=0, le=60)
+    # At a go command's first local miss, stream in what the last session using that entry used (and send
+    # each session's trace): see gocaas.cache.prefetch.
+    cache_remote_prefetch: bool = True
 
     reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
 

@@ -130,6 +130,44 @@ class HTTPRemote:
         headers = {"Content-Type": "application/json"}
         self._simple("PUT", f"/v1/{namespace}/ac/{action_id.hex()}", json.dumps(doc).encode(), headers)
 
+    # -- prefetching (traces.py on the server, prefetch.py here)
+    def put_trace(self, namespace: str, action_ids: list[bytes]) -> None:
+        body = b"".join(a.hex().encode() + b"\n" for a in action_ids)
+        self._simple("POST", f"/v1/{namespace}/traces", body, {"Content-Type": "text/plain"})
+
+    def manifest(self, namespace: str, action_id: bytes) -> list[tuple[bytes, Entry]]:
+        """The entries of the newest trace holding action_id, in its order; [] if none holds it."""
+        path = f"/v1/{namespace}/traces/{action_id.hex()}"
+        conn, resp = self._exchange("GET", path, timeout=self.timeout)
+        data = resp.read()
+        if resp.status == 404:
+            self._release(conn, resp)
+            return []
+        self._check(resp, path, conn, data)
+        self._release(conn, resp)
+        try:
+            found = []
+            for line in data.splitlines():
+                aid, oid, size, time_ns = line.split()
+                found.append(
+                    (bytes.fromhex(aid.decode()), Entry(bytes.fromhex(oid.decode()), int(size), int(time_ns)))
+                )
+        except ValueError as e:
+            raise RemoteError(f"GET {path}: malformed manifest: {e}") from None
+        return found
+
+    def pack(self, output_ids: list[bytes]) -> PackStream:
+        """Ask for many objects in one answer (POST /v1/cas/pack); read them from the PackStream in turn."""
+        body = b"".join(o.hex().encode() + b"\n" for o in output_ids)
+        conn, resp = self._exchange("POST", "/v1/cas/pack", body=body, headers={"Content-Type": "text/plain"},
+                                    timeout=self.timeout)  # fmt: skip
+        try:
+            self._check(resp, "/v1/cas/pack", conn)
+        except BaseException:
+            conn.close()
+            raise
+        return PackStream(resp, conn)
+
     # -- Backend
     def get(self, namespace: str, action_id: bytes) -> Entry | None:
         path = f"/v1/{namespace}/ac/{action_id.hex()}"
@@ -267,6 +305,62 @@ class HTTPRemote:
             got += n
             if time.monotonic() > deadline:
                 raise RemoteError(f"GET {path}: too slow ({got} of {size} bytes)")
+
+
+class PackStream:
+    """The answer to a pack request: `next()` gives (output_id, size) of the next object (size -1: the remote
+    lacks it) or None at the end; then `read_into(sink)` or `skip()` consumes its bytes."""
+
+    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
+        self._resp, self._conn = resp, conn
+        self._left = 0
+        self.bytes_read = 0
+
+    def next(self) -> tuple[bytes, int] | None:
+        if self._left:
+            self.skip()
+        line = self._resp.readline(200)
+        if not line:
+            return None
+        try:
+            oid, size = line.split()
+            found = bytes.fromhex(oid.decode()), int(size)
+        except ValueError:
+            raise RemoteError(f"pack: malformed object header {line[:100]!r}") from None
+        self._left = max(0, found[1])
+        return found
+
+    def read_into(self, sink: Sink) -> None:
+        while self._left:
+            chunk = self._resp.read(min(self._left, _CHUNK))
+            if not chunk:
+                raise RemoteError(f"pack: the answer ended {self._left} bytes into an object")
+            sink.write(chunk)
+            self._left -= len(chunk)
+            self.bytes_read += len(chunk)
+
+    def read_all(self) -> bytes:
+        """The whole of the current object."""
+        data = self._resp.read(self._left)
+        if len(data) != self._left:
+            raise RemoteError(f"pack: the answer ended {self._left - len(data)} bytes short of an object")
+        self._left = 0
+        self.bytes_read += len(data)
+        return data
+
+    def skip(self) -> None:
+        self.read_into(_Discard())
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Discard:
+    def write(self, data: bytes | memoryview) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
 
 
 def _rewind(body: BinaryIO | bytes | None) -> bool:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
 from gocaas.cache.store import CacheError, check_namespace
+from gocaas.cache.traces import TraceError, parse_ids
 
 if TYPE_CHECKING:
     from gocaas.cache.server import CacheHTTPServer
@@ -21,6 +22,9 @@ IDLE_TIMEOUT_S = 300  # a keep-alive connection idle this long is closed
 DRAIN_MAX = 1 << 20  # a refused PUT body up to this is read and dropped (keeps the connection); else closed
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
+MAX_TRACE_BODY = 16 << 20  # ~250,000 keys
+MAX_PACK_OBJECTS = 100_000
+MAX_PACK_BODY = MAX_PACK_OBJECTS * 130
 
 
 class HTTPError(Exception):
@@ -58,9 +62,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._handle("PUT")
 
+    def do_POST(self) -> None:
+        self._handle("POST")
+
     def _handle(self, method: str) -> None:
         self.server.count(requests=1)
-        self._unread = method == "PUT"  # a body still to be read (or dropped) before the next request
+        self._unread = method in ("PUT", "POST")  # a body to read (or drop) before the next request
         try:
             self._route(method)
         except HTTPError as e:
@@ -83,19 +90,31 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 counters = dict(self.server.counters)
             return self._json(200, counters)
+        if method == "POST" and len(parts) == 4 and parts[3] == "traces":
+            return self._put_trace(self._namespace(parts[2]), writable)
+        if method == "POST" and parts[2:] == ["cas", "pack"]:
+            return self._get_pack()
+        if method == "POST":
+            raise HTTPError(405, f"POST is not allowed on {path[:200]!r}")
+        if len(parts) == 5 and parts[3] == "traces" and method == "GET":
+            return self._get_manifest(self._namespace(parts[2]), parse_key(parts[4], "action_id"))
         if len(parts) == 4 and parts[2] == "cas":
             output_id = parse_key(parts[3], "output_id")
             return self._put_object(output_id, writable) if method == "PUT" else self._get_object(output_id)
         if len(parts) == 5 and parts[3] == "ac":
-            try:
-                namespace = check_namespace(parts[2])
-            except CacheError as e:
-                raise HTTPError(400, str(e)) from None
+            namespace = self._namespace(parts[2])
             action_id = parse_key(parts[4], "action_id")
             if method == "PUT":
                 return self._put_entry(namespace, action_id, writable)
             return self._get_entry(namespace, action_id)
         raise HTTPError(404, f"no such path {path[:200]!r}")
+
+    @staticmethod
+    def _namespace(text: str) -> str:
+        try:
+            return check_namespace(text)
+        except CacheError as e:
+            raise HTTPError(400, str(e)) from None
 
     def _authorize(self) -> bool:
         """Whether the request's token may write; 401 unless it is one of ours (constant-time compare)."""
@@ -198,6 +217,69 @@ class Handler(BaseHTTPRequestHandler):
         store.put_entry(namespace, action_id, output_id, osize, min(time_ns or now, now))
         self.server.count(puts=1)
         self._json(201, {"output_id": output_id.hex(), "size": osize})
+
+    # -- traces and packs (traces.py, prefetch.py)
+    def _put_trace(self, namespace: str, writable: bool) -> None:
+        self._check_writable(writable, namespace)
+        size = self._content_length(limit=MAX_TRACE_BODY)
+        self._unread = False
+        body = self.rfile.read(size)
+        try:
+            name = self.server.traces.add(namespace, parse_ids(body))
+        except TraceError as e:
+            raise HTTPError(400, f"bad trace: {e}") from None
+        self._json(201, {"trace": name})
+
+    def _get_manifest(self, namespace: str, action_id: bytes) -> None:
+        found = self.server.traces.manifest(namespace, action_id)
+        if not found:
+            raise HTTPError(404, f"no trace holds action {action_id.hex()} in {namespace}")
+        lines = [f"{a.hex()} {e.output_id.hex()} {e.size} {e.time_ns}\n" for a, e in found]
+        self.server.count(manifests=1)
+        self._send(200, "".join(lines).encode(), "text/plain")
+
+    def _get_pack(self) -> None:
+        """The objects asked for, in the order asked: for each a line "<output hex> <size>" and its bytes
+        ("<output hex> -1" and nothing for one the store lacks). The end of the body is the connection's end:
+        the sizes are known only as the files are opened."""
+        size = self._content_length(limit=MAX_PACK_BODY)
+        self._unread = False
+        try:
+            wanted = parse_ids(self.rfile.read(size), limit=MAX_PACK_OBJECTS)
+        except TraceError as e:
+            raise HTTPError(400, f"bad pack request: {e}") from None
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        store, pending, sent = self.server.store, bytearray(), 0
+        for output_id in wanted:
+            try:
+                fd = os.open(store.path(output_id), os.O_RDONLY)
+            except FileNotFoundError:
+                pending += f"{output_id.hex()} -1\n".encode()
+                continue
+            try:
+                length = os.fstat(fd).st_size
+                pending += f"{output_id.hex()} {length}\n".encode()
+                if length <= INLINE_MAX:
+                    pending += os.read(fd, length)
+                else:  # flush what is pending, then let the kernel copy the file
+                    self.wfile.write(pending)
+                    sent, pending = sent + len(pending), bytearray()
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        copied = self.connection.sendfile(f, 0, length)
+                    sent += copied
+                    if copied != length:  # the file shrank under us: the client sees a short body
+                        raise ConnectionError(f"sent {copied} of {length} bytes of {output_id.hex()}")
+            finally:
+                os.close(fd)
+            if len(pending) >= _CHUNK:
+                self.wfile.write(pending)
+                sent, pending = sent + len(pending), bytearray()
+        self.wfile.write(pending)
+        self.server.count(packs=1, bytes_out=sent + len(pending))
 
     # -- helpers
     def _check_writable(self, writable: bool, namespace: str | None = None) -> None:

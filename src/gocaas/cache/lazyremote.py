@@ -43,21 +43,31 @@ class LazyRemote:
 
         opts = self.opts
         client = HTTPRemote(opts.remote, opts.token, timeout=opts.remote_timeout)
-        return RemoteTier(self.store, opts.namespace, client, upload=self.upload_enabled)
+        return RemoteTier(
+            self.store, opts.namespace, client, upload=self.upload_enabled, prefetch=opts.prefetch
+        )
 
     def fetch(self, action_id: bytes) -> tuple[Entry, str] | None:
         tier = self.tier()
         return tier.fetch(action_id) if tier is not None else None
 
+    def prefetched(self, action_id: bytes) -> tuple[Entry, str] | None:
+        """An entry a prefetch has brought in (its object is in the local store), if any; never waits."""
+        tier = self._tier
+        if tier is None or tier.prefetcher is None:
+            return None
+        return tier.prefetcher.ready(action_id)
+
     def upload(self, action_id: bytes, entry: Entry) -> None:
         if self.upload_enabled and (tier := self.tier()) is not None:
             tier.upload(action_id, entry)
 
-    def close(self) -> dict[str, int]:
-        """Flush uploads (up to --flush-timeout); the counters for the stats line."""
+    def close(self, trace: list[bytes] | None = None) -> dict[str, int]:
+        """Flush uploads (up to --flush-timeout) and send the session's trace; the counters for the stats
+        line. A session that never needed the remote sends nothing."""
         if self._tier is None:
             return dict.fromkeys(REMOTE_COUNTERS, 0)
-        self._tier.close(self.opts.flush_timeout)
+        self._tier.close(self.opts.flush_timeout, trace)
         return self._tier.counters()
 
     def cleanup(self) -> None:

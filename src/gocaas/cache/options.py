@@ -17,7 +17,7 @@ from gocaas.cache.store import (
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
-                         [--remote-read-only] [--flush-timeout S]]
+                         [--remote-read-only] [--flush-timeout S] [--no-prefetch]]
 
 A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
 
@@ -35,6 +35,9 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --remote-timeout S  connecting and each read of a remote get (default 2); failures open a circuit breaker
   --remote-read-only  never upload
   --flush-timeout S   on close, wait this long at most for queued uploads (default 5)
+  --no-prefetch       fetch each local miss on its own, and send no trace; by default the first miss
+                      streams in what the last session using it used, and each session sends its trace
+                      (the actions it used) on close (see prefetch.py)
 """
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
@@ -43,8 +46,8 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class Options:
     __slots__ = (
-        "dir", "flush_timeout", "max_size", "min_age", "namespace", "read_only", "remote", "remote_read_only",
-        "remote_timeout", "stats", "token", "verify_limit", "workers",
+        "dir", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only", "remote",
+        "remote_read_only", "remote_timeout", "stats", "token", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -61,6 +64,7 @@ class Options:
         self.remote_timeout = 2.0
         self.remote_read_only = False
         self.flush_timeout = 5.0
+        self.prefetch = True
 
 
 def parse_size(text: str) -> int:
@@ -87,6 +91,7 @@ _SETTERS = {
     "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", max(0.0, float(v))),
 }
 _FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only"}
+_OFF_FLAGS = {"--no-prefetch": "prefetch"}
 
 
 def _check_url(url: str) -> str:
@@ -116,6 +121,9 @@ def parse_args(argv: list[str]) -> Options:
         name, eq, value = arg.partition("=")
         if name in _FLAGS and not eq:
             setattr(opts, _FLAGS[name], True)
+            continue
+        if name in _OFF_FLAGS and not eq:
+            setattr(opts, _OFF_FLAGS[name], False)
             continue
         setter = _SETTERS.get(name)
         if setter is None:

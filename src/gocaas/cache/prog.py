@@ -69,6 +69,7 @@ class Server:
         self._jobs: SimpleQueue = SimpleQueue()  # type: ignore[type-arg]
         self._gc_running = allocate_lock()  # held while a gc runs in the background
         self.remote = remote
+        self.trace: list[bytes] = []  # actions got or put, in order: the session's trace (prefetch.py)
         self.fetchers = REMOTE_FETCHERS if remote is not None else 0
 
     def serve(self, in_fd: int = 0, out_fd: int = 1) -> int:
@@ -101,7 +102,7 @@ class Server:
         """Before answering close (the go command may read the stats as soon as it exits)."""
         self.stats.corrupt = self.store.corrupt
         if self.remote is not None:
-            self.stats.remote = self.remote.close()
+            self.stats.remote = self.remote.close(self.trace)
         if self.stats_file:
             store = self.store
             try:
@@ -160,15 +161,17 @@ class Server:
         aid = unb64(action_id, "ActionID")
         found = self.store.lookup(self.namespace, aid)
         if found is None and self.remote is not None:
-            self._jobs.put((self._get_remote, (rid, aid)))
-            return
-        self._answer_get(rid, found)
+            found = self.remote.prefetched(aid)  # on disk, its entry not yet written (prefetch.py)
+            if found is None:
+                self._jobs.put((self._get_remote, (rid, aid)))
+                return
+        self._answer_get(rid, found, aid)
 
     def _get_remote(self, rid: int, action_id: bytes) -> None:
         assert self.remote is not None
-        self._answer_get(rid, self.remote.fetch(action_id))
+        self._answer_get(rid, self.remote.fetch(action_id), action_id)
 
-    def _answer_get(self, rid: int, found: tuple[Entry, str] | None) -> None:
+    def _answer_get(self, rid: int, found: tuple[Entry, str] | None, action_id: bytes = b"") -> None:
         if found is None:
             entry = None
             data = response(rid, miss=True)
@@ -185,6 +188,7 @@ class Server:
             else:
                 stats.hits += 1
                 stats.hit_bytes += entry.size
+                self.trace.append(action_id)
             self._write(data)
 
     def _put(self, reader: Reader, rid: int, req: dict[str, object]) -> None:
@@ -221,6 +225,7 @@ class Server:
             self.stats.put_bytes += entry.size
             if new:
                 self.stats.put_new_bytes += entry.size
+            self.trace.append(action_id)
             self._write(data)
         if self.remote is not None:
             self.remote.upload(action_id, entry)

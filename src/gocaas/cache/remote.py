@@ -27,14 +27,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gocaas.cache.client import HTTPRemote, RemoteRefused
 from gocaas.cache.files import ObjectWriter, mktemp, place, unlink, write_all
 from gocaas.cache.stats import REMOTE_COUNTERS
 from gocaas.cache.store import CacheError, Entry, Store
 
+if TYPE_CHECKING:
+    from gocaas.cache.prefetch import Prefetcher
+
 T = TypeVar("T")
+ENTRY_FLUSH_S = 30.0  # after the session, how long the prefetched entries may take to be written
 HEAD_MIN = 64 << 10  # objects up to this are PUT without asking first: a HEAD costs as much
 
 
@@ -58,6 +62,7 @@ class RemoteTier:
         client: HTTPRemote,
         *,
         upload: bool = True,
+        prefetch: bool = True,
         fail_max: int = 3,
         reset_timeout: float = 30.0,
         queue_size: int = 10_000,
@@ -89,10 +94,24 @@ class RemoteTier:
             state_storage=storage,
             throw_new_error_on_trip=False,  # raise the failure: CircuitBreakerError means "not tried"
         )
+        self.prefetcher: Prefetcher | None = None
+        if prefetch and not store.read_only:
+            from gocaas.cache.prefetch import Prefetcher
+
+            self.prefetcher = Prefetcher(
+                store, namespace, client, guarded=self._guarded, failed=self._failed, count=self._count,
+                stall_s=client.timeout,
+            )  # fmt: skip
 
     # -- reads
     def fetch(self, action_id: bytes) -> tuple[Entry, str] | None:
         """The entry and the local path of its object from the remote, or None (a miss, or a failure)."""
+        prefetcher = self.prefetcher
+        if prefetcher is not None and self._breaker.current_state != "open":
+            found = prefetcher.fetch(action_id)
+            if found is not None:
+                self._count(remote_hits=1, prefetch_hits=1)
+                return found
         try:
             got = self._guarded(self.client.fetch, self.namespace, action_id, self._writer)
         except self._breaker_error:
@@ -186,19 +205,41 @@ class RemoteTier:
             self.counts["upload_dropped"] += dropped
             self._idle.notify_all()
 
-    def close(self, timeout: float) -> None:
-        """Wait up to timeout seconds for queued uploads; drop the rest. Then release the connections."""
+    def close(self, timeout: float, trace: list[bytes] | None = None) -> None:
+        """Stop prefetching; wait up to timeout seconds for queued uploads, drop the rest; send the session's
+        trace (the actions it used, in order) unless a prefetch showed the server has it. Then release the
+        connections."""
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)
+            send_trace = self.upload_enabled and bool(trace) and self.prefetcher is not None
             self.upload_enabled = False  # the uploader drops what is left
         if self._uploader is not None:
             self._queue.put(None)
+        if send_trace and trace and self.prefetcher is not None and not self.prefetcher.covered(trace):
+            self._send_trace(trace)
         self.client.close()
 
+    def _send_trace(self, trace: list[bytes]) -> None:
+        try:
+            self._guarded(self.client.put_trace, self.namespace, trace)
+            self._count(traces_sent=1)
+        except self._breaker_error:
+            pass
+        except RemoteRefused as e:
+            if e.status not in (403, 405):  # a read-only token or namespace, or an older server
+                self._failed(e)
+        except Exception as e:
+            self._failed(e)
+
     def cleanup(self) -> None:
-        """After the session (the go command is done with the paths): remove the private fill directory."""
+        """After the session (the go command is done with the paths): let the prefetch stream stop, remove
+        the private fill directory."""
+        if self.prefetcher is not None:
+            self.prefetcher.finish(ENTRY_FLUSH_S)
         if self._fill_dir is not None:
             shutil.rmtree(self._fill_dir, ignore_errors=True)
 

@@ -10,6 +10,16 @@
     PUT      /v1/cas/{output_id}             an object: Content-Length required, at most max_object_size
                                              (411, 413); streamed to disk while hashed; 400 unless its SHA-256
                                              is output_id.
+    POST     /v1/{namespace}/traces          a session's trace: the action IDs it used, a lowercase hex one a
+                                             line, in the order it used them (traces.py); a write, as PUTs.
+    GET      /v1/{namespace}/traces/{action_id}
+                                             the manifest of the newest trace holding action_id: a line
+                                             "<action> <output> <size> <time_ns>" per entry the store has now
+                                             (text/plain); 404 if no trace holds it.
+    POST     /v1/cas/pack                    many objects in one answer: the body lists output IDs (hex, one a
+                                             line); the answer has, for each in turn, "<output> <size>\n" and
+                                             the bytes ("<output> -1\n" if absent), and ends with the
+                                             connection. How a worker prefetches a manifest (prefetch.py).
     GET      /v1/status                      request counters (JSON).  GET /healthz: "ok", no token needed.
 
 Every /v1 request carries `Authorization: Bearer <token>` (compared in constant time; 401 without it or with a
@@ -36,6 +46,7 @@ from http.server import ThreadingHTTPServer
 
 from gocaas.cache.handler import Handler
 from gocaas.cache.store import DEFAULT_MAX_SIZE, Store, check_namespace
+from gocaas.cache.traces import TraceStore
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
 READ_TOKEN_ENV = "GOCAAS_CACHE_READ_TOKEN"
@@ -75,7 +86,8 @@ class CacheHTTPServer(ThreadingHTTPServer):
         self.read_only_namespaces = frozenset(check_namespace(ns) for ns in read_only_namespaces)
         self.max_object_size = max_object_size
         self.counters = dict.fromkeys(("requests", "ac_hits", "ac_misses", "cas_gets", "puts", "refused"), 0)
-        self.counters |= {"bytes_in": 0, "bytes_out": 0, "errors": 0}
+        self.counters |= {"bytes_in": 0, "bytes_out": 0, "errors": 0, "manifests": 0, "packs": 0}
+        self.traces = TraceStore(store)
         self.lock = threading.Lock()
         self._gc_running = threading.Lock()
         super().__init__(address, Handler)

@@ -9,7 +9,10 @@ With --remote, also the remote tier's counters (REMOTE_COUNTERS): `remote_hits` 
 local store and were served by the remote; inside `hits`, so local hits are hits - remote_hits),
 `remote_misses`, `remote_skipped` (not asked: circuit open), `remote_bytes_down`, `uploads`,
 `upload_skipped` (the remote had the object), `upload_dropped`, `remote_bytes_up`, `remote_errors`,
-`remote_requests` (HTTP requests sent) and `breaker_opens`.
+`remote_requests` (HTTP requests sent), `breaker_opens`, and the prefetch's (prefetch.py): `prefetch_hits`
+(remote hits that waited for a prefetch stream to bring their object in; a get whose object a prefetch had
+already written counts as a local hit), `prefetched` and `prefetch_bytes` (objects and bytes it
+wrote; in `remote_bytes_down`), `traces_sent` (1 when this session's trace was uploaded).
 
 Lean on purpose (no json import): the program's start-up time counts on every go command.
 """
@@ -24,7 +27,8 @@ STATS_ENV = "GOCAAS_CACHEPROG_STATS"
 COUNTERS = ("gets", "hits", "misses", "hit_bytes", "puts", "put_bytes", "put_new_bytes", "errors", "corrupt")
 REMOTE_COUNTERS = (
     "remote_hits", "remote_misses", "remote_skipped", "remote_bytes_down", "uploads", "upload_skipped",
-    "upload_dropped", "remote_bytes_up", "remote_errors", "remote_requests", "breaker_opens",
+    "upload_dropped", "remote_bytes_up", "remote_errors", "remote_requests", "breaker_opens", "prefetch_hits",
+    "prefetched", "prefetch_bytes", "traces_sent",
 )  # fmt: skip
 
 

@@ -87,6 +87,11 @@ class CacheUse(_Model):
     remote_errors: int = 0
     remote_requests: int = 0
     breaker_opens: int = 0
+    # Prefetch (gocaas.cache.prefetch): objects and bytes streamed in, hits that waited for the stream.
+    prefetched: int = 0
+    prefetch_bytes: int = 0
+    prefetch_hits: int = 0
+    traces_sent: int = 0
 
     @property
     def hit_ratio(self) -> float:

@@ -50,6 +50,8 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain) -> str | None:
         ]
         if settings.cache_remote_read_only:
             extra.append("--remote-read-only")
+        if not settings.cache_remote_prefetch:
+            extra.append("--no-prefetch")
     return cacheprog_command(
         settings.cache_dir,
         namespace=settings.cache_namespace,
