@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,34 @@ def test_oversized_upload_and_bad_spec_part(client: httpx.Client, tmp_path: Path
         client, EXAMPLES / "hello", json.dumps({"source": {"git_url": "https://git.example.test/m"}})
     )
     assert both.status_code == 422 and both.json()["field"] == "source"
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(strict: ServerProcess) -> None:
+    """No Content-Length to refuse it by: past the limit (plus the multipart slack) the server answers 413
+    without waiting for the rest, instead of spooling the whole body first. The client sends 2 MB of a
+    chunked body that never ends and then only listens: without the cut-off, no answer would come."""
+    boundary = "gocaas-test-boundary"
+    head = (
+        f"POST /v1/builds HTTP/1.1\r\nHost: 127.0.0.1:{strict.port}\r\n"
+        f"Authorization: Bearer {strict.admin_token}\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; filename="m.tar.gz"\r\n'
+            "Content-Type: application/gzip\r\n\r\n"
+        ).encode()
+        + b"\x1f\x8b"
+        + b"x" * (2 << 20)
+    )
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=30) as sock:
+        sock.sendall(head + f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        answer = sock.recv(65536).decode(errors="replace")
+    status_line = answer.split("\r\n", 1)[0]
+    assert status_line.endswith("413 Request Entity Too Large") or " 413 " in status_line, answer[:300]
+    assert "limit of" in answer
+    assert httpx.get(f"{strict.url}/healthz").status_code == 200
+    assert list((strict.home / "uploads").glob("*")) == []
 
 
 def test_queue_bounds_per_tenant_and_overall(strict: ServerProcess, client: httpx.Client) -> None:

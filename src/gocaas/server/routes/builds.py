@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from gocaas.pipeline.run import new_build_id
 from gocaas.server.auth import Caller, ServiceDep
@@ -178,6 +179,23 @@ def _archive_source(upload: Path, module: str) -> SourceSpec:
         ) from None
 
 
+def _within(request: Request, limit: int) -> Request:
+    """The request, its body cut off with a 413 past limit bytes: a chunked upload has no Content-Length to
+    refuse it by, and the multipart parser would otherwise spool all of it to disk first."""
+    receive, received = request.receive, 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, f"upload is over this server's limit of {limit} bytes")
+        return message
+
+    return Request(request.scope, counted)
+
+
 async def _receive_upload(
     request: Request, service: Service, build_id: str
 ) -> tuple[BuildRequest, Path, str, str]:
@@ -185,7 +203,7 @@ async def _receive_upload(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
         raise HTTPException(413, f"upload of {declared} bytes is over this server's limit of {limit} bytes")
-    form = await request.form(max_files=1, max_fields=4)
+    form = await _within(request, limit + _MULTIPART_SLACK).form(max_files=1, max_fields=4)
     archive = form.get("archive")
     spec_part = form.get("spec")
     if not isinstance(archive, UploadFile):
