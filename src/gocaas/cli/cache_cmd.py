@@ -35,14 +35,38 @@ def cache_stats() -> None:
     size = usage(Store(str(settings.cache_dir), read_only=True)) if settings.cache_dir.is_dir() else 0
     table = Table("", "value", show_header=False)
     table.add_row("store", f"{settings.cache_dir} ({_size(size)})")
-    table.add_row("go commands", str(totals["go_commands"]))
-    gets = totals["gets"]
-    ratio = f" ({totals['hits'] / gets:.1%})" if gets else ""
-    table.add_row("gets", f"{gets}: {totals['hits']} hits{ratio}, {totals['misses']} misses")
-    table.add_row("bytes served", _size(totals["hit_bytes"]))
-    table.add_row("puts", f"{totals['puts']} ({_size(totals['put_new_bytes'])} new)")
-    table.add_row("errors", f"{totals['errors']} (corrupt objects refused: {totals['corrupt']})")
+    for name, value in stats_rows(totals):
+        table.add_row(name, value)
     Console().print(table)
+
+
+def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
+    """`gocaas cache stats`'s lines for tallied counters: per tier, the remote's only when it was used."""
+    t = totals
+    gets, hits, remote_hits = t["gets"], t["hits"], t["remote_hits"]
+    ratio = f" ({hits / gets:.1%})" if gets else ""
+    local_bytes = _size(t["hit_bytes"] - t["remote_bytes_down"])
+    rows = [
+        ("go commands", str(t["go_commands"])),
+        ("gets", f"{gets}: {hits} hits{ratio}, {t['misses']} misses"),
+        ("local disk", f"{hits - remote_hits} hits, {local_bytes}"),
+        ("puts", f"{t['puts']} ({_size(t['put_new_bytes'])} new)"),
+        ("errors", f"{t['errors']} (corrupt objects refused: {t['corrupt']})"),
+    ]
+    if t["remote_requests"] or t["remote_skipped"]:
+        down, up = _size(t["remote_bytes_down"]), _size(t["remote_bytes_up"])
+        prefetched = _size(t["prefetch_bytes"])
+        rows += [
+            ("remote", f"{remote_hits} hits, {t['remote_misses']} misses, {down} down, "
+                       f"{t['remote_requests']} requests"),
+            ("prefetch", f"{t['prefetched']} objects ({prefetched}), {t['prefetch_hits']} gets waited for "
+                         f"them, {t['traces_sent']} traces sent"),
+            ("uploads", f"{t['uploads']} ({up} up), {t['upload_skipped']} objects already there, "
+                        f"{t['upload_dropped']} dropped"),
+            ("remote failures", f"{t['remote_errors']} errors, {t['remote_skipped']} not asked "
+                                f"(breaker open), {t['breaker_opens']} breaker opens"),
+        ]  # fmt: skip
+    return rows
 
 
 @cache_app.command("gc")

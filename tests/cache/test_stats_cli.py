@@ -1,0 +1,65 @@
+"""`gocaas cache stats`: the counters of every build's go commands added up, per tier."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from gocaas.stages.gocmd import CACHE_STATS
+from tests.cache.conftest import LiveServer, Session, python_env, read_stats, remote_args, sha
+
+
+def stats_output(home: Path) -> dict[str, str]:
+    env = python_env(GOCAAS_HOME=str(home), COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gocaas", "cache", "stats"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if len(cells) == 2 and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_stats_add_up_every_build_per_tier(tmp_path: Path, live_server: Callable[..., LiveServer]) -> None:
+    home = tmp_path / "home"
+    local_stats = home / "builds" / "b1" / CACHE_STATS
+    local_stats.parent.mkdir(parents=True)
+    a = Session(home / "cache", env=python_env(GOCAAS_CACHEPROG_STATS=str(local_stats)))
+    for i in range(3):
+        a.get(sha(f"a{i}".encode()))
+        a.put(sha(f"a{i}".encode()), f"body {i}".encode() * 100)
+    assert a.get(sha(b"a0"))["Size"] == 600
+    assert a.close() == 0
+    rows = stats_output(home)
+    assert rows["go commands"] == "1" and rows["gets"].startswith("4: 1 hits (25.0%), 3 misses")
+    assert rows["local disk"].startswith("1 hits") and rows["puts"].startswith("3 (")
+    assert "remote" not in rows, "no remote tier was used"
+
+    server = live_server()
+    remote_stats = home / "builds" / "b2" / CACHE_STATS
+    remote_stats.parent.mkdir(parents=True)
+    env = python_env(GOCAAS_CACHEPROG_STATS=str(remote_stats))
+    uploader = Session(tmp_path / "uploader", *remote_args(server.url), env=env)
+    uploader.put(sha(b"r"), b"remote body" * 1000)
+    assert uploader.close() == 0
+    fresh = Session(tmp_path / "fresh", *remote_args(server.url), env=env)
+    assert fresh.get(sha(b"r"))["Size"] == 11000
+    assert fresh.close() == 0
+    up, down = read_stats(remote_stats)
+    rows = stats_output(home)
+    assert rows["go commands"] == "3" and rows["gets"].startswith("5: 2 hits (40.0%), 3 misses")
+    assert (
+        rows["remote"]
+        == f"1 hits, 0 misses, 10.7 KiB down, {up['remote_requests'] + down['remote_requests']} requests"
+    )
+    assert rows["prefetch"].startswith("1 objects (10.7 KiB), 1 gets waited for them, 1 traces sent")
+    assert rows["uploads"].startswith("1 (10.7 KiB up)") and rows["remote failures"].startswith("0 errors")
