@@ -227,7 +227,8 @@ def test_a_session_using_little_of_its_manifest_sends_its_own_trace(
         return read_stats(tmp_path / f"{name}.jsonl")[0]
 
     first = read_some("b", 3)
-    assert first["prefetched"] == len({sha(d) for d in data}) and first["traces_sent"] == 1
+    # it streamed a's whole trace (what came before its close: at least what it used) and sent its own
+    assert 3 <= first["prefetched"] <= len({sha(d) for d in data}) and first["traces_sent"] == 1
     second = read_some("c", 3)
     assert second["prefetched"] == 3 and second["traces_sent"] == 0, "only what b used"
     assert second["remote_requests"] == 2
@@ -251,7 +252,7 @@ def test_a_get_outside_the_manifest_is_fetched_alone(
     assert b.close() == 0
     (b_stats,) = read_stats(tmp_path / "b.jsonl")
     assert b_stats["hits"] == 2 and b_stats["misses"] == 1 and b_stats["remote_errors"] == 0
-    assert b_stats["prefetched"] == len({sha(d) for d in data})
+    assert 1 <= b_stats["prefetched"] <= len({sha(d) for d in data}), "the stream stops at close"
     assert b_stats["traces_sent"] == 1, "it used something no trace held"
 
 

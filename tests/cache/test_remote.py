@@ -56,9 +56,11 @@ def test_put_is_uploaded_and_a_fresh_store_reads_it_back(
     assert first["remote_misses"] == 1 and first["upload_dropped"] == 0
     assert second["hits"] == 2 and second["remote_hits"] == 1, "the second get was local"
     assert first["traces_sent"] == 1 and second["traces_sent"] == 1, "b used half of a's: a tighter trace"
-    # b's miss brought in a's whole trace (prefetch.py): both objects, one pack request
-    assert second["prefetch_hits"] == 1 and second["prefetched"] == 2
-    assert second["remote_bytes_down"] == len(BODY) + len(b"small body") and second["remote_errors"] == 0
+    # b's miss streamed in a's trace (prefetch.py) in one pack request: BODY, then the small one unless
+    # b's close stopped the stream first
+    assert second["prefetch_hits"] == 1 and second["prefetched"] in (1, 2)
+    assert second["remote_bytes_down"] in (len(BODY), len(BODY) + len(b"small body"))
+    assert second["remote_errors"] == 0
 
 
 def test_what_the_remote_has_is_not_sent_again(
