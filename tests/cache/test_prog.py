@@ -155,25 +155,24 @@ def test_stats_line_on_close(tmp_path: Path) -> None:
     assert line["errors"] == 0 and line["duration_s"] >= 0
 
 
-def test_budget_enforced_by_an_automatic_gc(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("budget_k", "puts"),
+    [
+        (200, 30),  # far over the budget: a gc runs during the session
+        # Usage is accounted every tenth of the budget (25K here): the 13th 20K put is still unaccounted
+        # when the session ends, and only it takes the store over 250K. Closing accounts it, and the gc runs.
+        (250, 13),
+    ],
+    ids=["during-the-session", "the-last-puts"],
+)
+def test_budget_enforced_by_an_automatic_gc(tmp_path: Path, budget_k: int, puts: int) -> None:
     store = tmp_path / "store"
-    s = Session(store, "--max-size", "200K", "--min-age", "0")
-    for i in range(30):
+    s = Session(store, "--max-size", f"{budget_k}K", "--min-age", "0")
+    for i in range(puts):
         s.put(sha(b"k%d" % i), bytes([i]) * 20_000)
     assert s.close() == 0
-    assert usage(Store(store)) <= 200 * 1024
+    assert usage(Store(store)) <= budget_k * 1024
     assert s.proc.stderr is not None and s.proc.stderr.read() == b""
-
-
-def test_the_last_puts_count_against_the_budget(tmp_path: Path) -> None:
-    # Usage is accounted every tenth of the budget (25K here): the 13th 20K put is still unaccounted when
-    # the session ends, and only it takes the store over 250K. Closing accounts it, and the gc runs.
-    store = tmp_path / "store"
-    s = Session(store, "--max-size", "250K", "--min-age", "0")
-    for i in range(13):
-        s.put(sha(b"p%d" % i), bytes([i]) * 20_000)
-    assert s.close() == 0
-    assert usage(Store(store)) <= 250 * 1024
 
 
 def test_end_of_input_without_close(tmp_path: Path) -> None:
