@@ -64,6 +64,31 @@ def test_errors_are_answered_not_fatal(tmp_path: Path) -> None:
     assert not list((tmp_path / "store" / "tmp").iterdir())
 
 
+def test_put_of_a_held_object_checks_its_body_and_writes_only_the_entry(tmp_path: Path) -> None:
+    """go test puts most objects more than once; a put naming an object the store holds is answered without
+    writing it again, but its body is still hashed: a wrong body never gets an entry naming the object."""
+    stats = tmp_path / "stats.jsonl"
+    s = Session(tmp_path / "store", "--stats", str(stats))
+    first = Path(s.put(AID, BODY)["DiskPath"])
+    inode = first.stat().st_ino
+    two_days_ago = first.stat().st_mtime - 2 * 86400
+    os.utime(first, (two_days_ago, two_days_ago))
+    again = s.put(sha(b"another action"), BODY)
+    assert again["DiskPath"] == str(first) and first.stat().st_ino == inode
+    assert first.stat().st_mtime > two_days_ago + 86400, "refreshed, so that no gc takes it meanwhile"
+    assert base64.b64decode(s.get(sha(b"another action"))["OutputID"]) == sha(BODY)
+    forged = BODY[:-1] + b"!"  # same size, other bytes, claiming the held object's ID
+    bad = s.call("put", forged, ActionID=sha(b"poison"), OutputID=sha(BODY))
+    assert "does not hash" in bad["Err"]
+    assert s.get(sha(b"poison"))["Miss"] is True
+    assert first.read_bytes() == BODY
+    assert s.close() == 0
+    (line,) = read_stats(stats)
+    assert line["puts"] == 2 and line["put_bytes"] == 2 * len(BODY)
+    assert line["put_new_bytes"] == len(BODY), "the second put added nothing"
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+
+
 def test_many_requests_in_flight_all_answered_once(tmp_path: Path) -> None:
     s = Session(tmp_path / "store", "--workers", "4")
     bodies = {sha(b"k%d" % i): os.urandom(i * 1000) for i in range(60)}

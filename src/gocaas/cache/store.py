@@ -247,13 +247,23 @@ class Store:
         except BaseException:
             writer.abort()
             raise
-        new = not (touch(opath) and os.path.getsize(opath) == writer.size)
+        new = not self.holds(output_id, writer.size)
         if new:
             place(writer.path, opath)
             self._account(writer.size)
         else:
             unlink(writer.path)  # already there (another action, namespace or process put it)
         return new
+
+    def holds(self, output_id: bytes, size: int) -> bool:
+        """Whether output_id is here with this size, refreshing it if so: a gc leaves it alone from now until
+        min_age has passed, so a put that finds it may write only its entry. For writers only."""
+        self._writable()
+        opath = self.path(output_id)
+        try:
+            return touch(opath) and os.path.getsize(opath) == size
+        except FileNotFoundError:  # a gc took it between the two
+            return False
 
     def put_entry(
         self, namespace: str, action_id: bytes, output_id: bytes, size: int, time_ns: int | None = None
