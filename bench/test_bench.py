@@ -1,6 +1,7 @@
 """Raw `go test` against `gocaas test`, side by side in one run, cold and warm.
 
-    python bench/test_bench.py [--sizes 100] [--repeats 3] [--no-goldmark] [--keep] [--json-out FILE]
+    python bench/test_bench.py [--sizes 100] [--repeats 3] [--cold-repeats 1] [--no-goldmark] [--keep]
+                               [--json-out FILE]
 
 Targets, each measured with raw go and with gocaas, runs interleaved:
 
@@ -12,8 +13,11 @@ Targets, each measured with raw go and with gocaas, runs interleaved:
 Raw go runs `go test ./...` with gocaas's settings (GOFLAGS=-trimpath -buildvcs=false -mod=readonly,
 CGO_ENABLED=0, GOPROXY=off); gocaas runs `gocaas test DIR --out OUT --json` in several variants (the
 default, --shuffle off, --shuffle off --no-reuse, and -p 2 through GOCAAS_TEST_TIERS). Cold = a fresh
-GOCACHE / a fresh GOCAAS_HOME; warm = the same again, median of --repeats. The issue's targets are
-checked at the end: warm `gocaas test --shuffle off` ≤ 1.05 × raw warm, cold `gocaas test` ≤ 1.0 × raw cold.
+GOCACHE / a fresh GOCAAS_HOME, median of --cold-repeats rounds; warm = the same again, median of
+--repeats. Each run's CPU time (user + system, the whole process tree) is kept beside its wall time: on
+a shared VM, wall time varies by several percent from run to run while CPU time shows the work done.
+The issue's targets are checked at the end: warm `gocaas test --shuffle off` ≤ 1.05 × raw warm, cold
+`gocaas test` ≤ 1.0 × raw cold.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from rich.table import Table
 
 from build_bench import (
     Contender,
+    Measurement,
     Run,
     _fmt,
     _ratio,
@@ -101,6 +106,7 @@ class Side:
     contender: Contender
     reports: list[Path] = field(default_factory=list)  # --report of each run, cold first
     last_run: str = "—"  # how the last run got its results, read before the work directory goes
+    parallelism: str | None = None  # the -p and -parallel it chose, from its first cold run's log
 
 
 @dataclass
@@ -210,21 +216,36 @@ def warm_up(target: Target, go: str, workdir: Path, timeout: float) -> None:
     run_steps([[go, "list", "-deps", "-test", *packages]], cwd=target.cwd, env=env, timeout=timeout)
 
 
-def measure(target: Target, *, repeats: int, timeout: float) -> None:
-    """Cold runs (raw, then each gocaas variant), then warm rounds in the same order."""
-    _fresh(target.raw.env.get("GOCACHE"))
+def cold_round(target: Target, number: int, *, timeout: float) -> None:
+    """One cold run of raw and of each gocaas variant, every one from empty caches; the first round's
+    caches are the ones the warm runs then use. A later round gets new directories rather than emptying
+    the old ones: on this kind of disk (ext4 with discard), files created within seconds of deleting
+    thousands cost up to 50 times more, which would charge one run for another's cleanup (the work
+    directory goes at the end)."""
+    phase = "cold" if number == 1 else f"cold {number}"
+    contenders = [("raw", target.raw, "GOCACHE")]
+    contenders += [
+        (side.variant.key, side.contender, "GOCAAS_HOME") for side in target.sides if side.variant.cold
+    ]
+    for _, contender, cache in contenders:
+        if number > 1:
+            contender.env[cache] = f"{contender.env[cache].rsplit('@', 1)[0]}@{number}"
+        _fresh(contender.env.get(cache))  # only a reused --workdir has anything there
+    for who, contender, _ in contenders:
+        run = run_steps(contender.steps(0), cwd=target.cwd, env=contender.env, timeout=timeout)
+        if number == 1:
+            contender.result.cold = run
+        else:
+            contender.result.cold_again.append(run)
+        _progress(target, who, phase, run)
+
+
+def measure(target: Target, *, repeats: int, cold_repeats: int, timeout: float) -> None:
+    """A cold round (raw, then each gocaas variant), warm rounds in the same order, then the other cold
+    rounds (each empties the caches again, so they come after the warm runs)."""
+    cold_round(target, 1, timeout=timeout)
     for side in target.sides:
-        if side.variant.cold:
-            _fresh(side.contender.env.get("GOCAAS_HOME"))
-    target.raw.result.cold = run_steps(
-        target.raw.steps(0), cwd=target.cwd, env=target.raw.env, timeout=timeout
-    )
-    _progress(target, "raw", "cold", target.raw.result.cold)
-    for side in target.sides:
-        if side.variant.cold:
-            run = run_steps(side.contender.steps(0), cwd=target.cwd, env=side.contender.env, timeout=timeout)
-            side.contender.result.cold = run
-            _progress(target, side.variant.key, "cold", run)
+        side.parallelism = chosen_parallelism(side)
     homes_ok = {
         s.variant.key: s.contender.result.cold is not None and s.contender.result.cold.ok
         for s in target.sides
@@ -243,10 +264,12 @@ def measure(target: Target, *, repeats: int, timeout: float) -> None:
             _progress(target, variant.key, f"warm {n}", run)
     for side in target.sides:
         side.last_run = go_cache_state(side)
+    for number in range(2, cold_repeats + 1):
+        cold_round(target, number, timeout=timeout)
 
 
 def _progress(target: Target, who: str, phase: str, run: Run) -> None:
-    state = f"{run.seconds:7.2f}s" if run.ok else "[red]FAILED[/red]"
+    state = f"{run.seconds:7.2f}s  CPU {run.cpu or 0:7.2f}s" if run.ok else "[red]FAILED[/red]"
     err.print(f"  {target.name:<9} {who:<12} {phase:<7} {state}")
     if not run.ok:
         err.print(f"[red]{run.detail}[/red]")
@@ -275,19 +298,18 @@ def go_cache_state(side: Side) -> str:
     return f"{sum(bool(p.get('cached')) for p in packages)}/{len(packages)} cached"
 
 
-def chosen_parallelism(targets: list[Target]) -> str | None:
-    """The first line of the default variant's cold test log: the -p and -parallel gocaas chose."""
-    for target in targets:
-        for side in target.sides:
-            if side.variant.key != DEFAULT.key or not side.reports:
-                continue
-            report = _report(side.reports[0]) or {}
-            for stage in report.get("stages", []):
-                if stage.get("name") == "test" and stage.get("log_path"):
-                    try:
-                        return Path(stage["log_path"]).read_text(encoding="utf-8").splitlines()[0]
-                    except (OSError, IndexError):
-                        return None
+def chosen_parallelism(side: Side) -> str | None:
+    """The first line of a run's test log: the -p and -parallel gocaas chose. Read right after the first
+    cold round: the log lives in the data directory, which a later cold round empties."""
+    if not side.reports:
+        return None
+    report = _report(side.reports[0]) or {}
+    for stage in report.get("stages", []):
+        if stage.get("name") == "test" and stage.get("log_path"):
+            try:
+                return Path(stage["log_path"]).read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError):
+                return None
     return None
 
 
@@ -311,7 +333,7 @@ def render(targets: list[Target]) -> Table:
     table = Table(title="go test vs gocaas test (ratio = gocaas / raw)", box=box.SIMPLE_HEAD)
     table.add_column("target")
     table.add_column("gocaas test …", no_wrap=True)
-    for name in ("raw cold", "gocaas cold", "ratio", "raw warm", "gocaas warm", "ratio"):
+    for name in ("raw cold", "gocaas cold", "ratio", "CPU ratio", "raw warm", "gocaas warm", "ratio"):
         table.add_column(name, justify="right")
     table.add_column("last run", no_wrap=True)
     for target in targets:
@@ -319,11 +341,11 @@ def render(targets: list[Target]) -> Table:
         raw_cold = _fmt(raw.cold_seconds, raw.cold_failed)
         raw_warm = _fmt(raw.warm_seconds, raw.warm_failed)
         if target.problem is not None:
-            table.add_row(target.name, "[red]not measured[/red] (see below)", *[""] * 7)
+            table.add_row(target.name, "[red]not measured[/red] (see below)", *[""] * 8)
             continue
         if target.reference or not target.sides:
             what = "(raw go only: reference)" if target.reference else "— (not measured)"
-            table.add_row(target.name, what, raw_cold, "—", "—", raw_warm, "—", "—", "")
+            table.add_row(target.name, what, raw_cold, "—", "—", "—", raw_warm, "—", "—", "")
             continue
         for index, side in enumerate(target.sides):
             m = side.contender.result
@@ -333,6 +355,7 @@ def render(targets: list[Target]) -> Table:
                 raw_cold if side.variant.cold else "",
                 _fmt(m.cold_seconds, m.cold_failed) if side.variant.cold else "—",
                 _ratio(raw.cold_seconds, m.cold_seconds) if side.variant.cold else "—",
+                _ratio(raw.cold_cpu, m.cold_cpu) if side.variant.cold else "—",
                 raw_warm if side.variant.warm else "",
                 _fmt(m.warm_seconds, m.warm_failed) if side.variant.warm else "—",
                 _ratio(raw.warm_seconds, m.warm_seconds) if side.variant.warm else "—",
@@ -366,10 +389,27 @@ def target_checks(targets: list[Target]) -> list[dict[str, Any]]:
                 limit = factor * raw
                 verdict = "PASS" if other <= limit else "FAIL"
                 detail = f"gocaas {other:.2f}s vs limit {limit:.2f}s (raw {raw:.2f}s, {other / raw:.2f}×)"
+                detail += spread(raw_m, other_m, phase)
             checks.append(
                 {"target": target.name, "phase": phase, "rule": rule, "verdict": verdict, "detail": detail}
             )
     return checks
+
+
+def spread(raw: Measurement, gocaas: Measurement, phase: str) -> str:
+    """The runs' range on each side and the CPU ratio, so that a verdict inside the noise reads as such."""
+    raw_runs, runs = (raw.warm, gocaas.warm) if phase == "warm" else (raw.colds, gocaas.colds)
+    raw_cpu, cpu = (raw.warm_cpu, gocaas.warm_cpu) if phase == "warm" else (raw.cold_cpu, gocaas.cold_cpu)
+    text = ""
+    if len(runs) > 1 and len(raw_runs) > 1:
+        text += (
+            f"; {len(runs)} runs each, raw {min(r.seconds for r in raw_runs):.2f}–"
+            f"{max(r.seconds for r in raw_runs):.2f}s, gocaas {min(r.seconds for r in runs):.2f}–"
+            f"{max(r.seconds for r in runs):.2f}s"
+        )
+    if raw_cpu and cpu:
+        text += f"; CPU {cpu:.1f}s vs {raw_cpu:.1f}s ({cpu / raw_cpu:.2f}×)"
+    return text
 
 
 def _side_json(c: Contender) -> dict[str, Any]:
@@ -377,7 +417,10 @@ def _side_json(c: Contender) -> dict[str, Any]:
     return {
         "label": c.label,
         "cold": m.cold_seconds,
+        "cold_runs": [r.seconds for r in m.colds],
+        "cold_cpu": m.cold_cpu,
         "warm_median": m.warm_seconds,
+        "warm_cpu": m.warm_cpu,
         "warm": [r.seconds for r in m.warm],
         "ok": m.ok if m.cold is not None else all(r.ok for r in m.warm),
         "error": m.error() or None,
@@ -425,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per measurement; median taken")
     parser.add_argument(
+        "--cold-repeats",
+        type=int,
+        default=1,
+        help="cold runs per measurement, each from empty caches, after the warm runs; median taken",
+    )
+    parser.add_argument(
         "--no-goldmark", action="store_true", help=f"skip {GOLDMARK} (needs the network once)"
     )
     parser.add_argument("--no-std", action="store_true", help="skip the raw std reference row")
@@ -436,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.cold_repeats < 1:
+        parser.error("--repeats and --cold-repeats must be at least 1")
 
     go = shutil.which(args.go)
     if go is None:
@@ -477,8 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             if target.problem is None:
                 warm_up(target, go, workdir, args.timeout)
-                measure(target, repeats=args.repeats, timeout=args.timeout)
-        parallelism = chosen_parallelism(targets)
+                measure(target, repeats=args.repeats, cold_repeats=args.cold_repeats, timeout=args.timeout)
+        chosen = [s.parallelism for t in targets for s in t.sides if s.variant.key == DEFAULT.key]
+        parallelism = next((line for line in chosen if line), None)
     finally:
         if not args.keep and args.workdir is None:
             _rmtree(workdir)
