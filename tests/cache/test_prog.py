@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,39 @@ def test_end_of_input_without_close(tmp_path: Path) -> None:
     assert s.proc.stdin is not None
     s.proc.stdin.close()
     assert s.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_work_after_close_lets_go_of_stderr(tmp_path: Path, read_only: bool) -> None:
+    """Whoever reads the go command's stderr waits for every writer to close it: cacheprog lets go of it
+    before its post-close work (prefetched entries, a gc), and says anything later in the store's log."""
+    store = tmp_path / "store"
+    store.mkdir()
+    code = (
+        "import sys, time\n"
+        "from gocaas.cache.prog import detach_stderr\n"
+        "sys.stderr.write('before\\n')\n"
+        f"detach_stderr({str(store)!r}, read_only={read_only})\n"
+        "sys.stderr.write('after\\n')\n"
+        "sys.stderr.flush()\n"
+        "time.sleep(20)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, env=python_env())
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.read() == b"before\n"  # the end of the pipe, while it still works
+        assert proc.poll() is None, "the pipe ended only when the process did"
+        log = store / "cacheprog.log"
+        if read_only:
+            assert not log.exists(), "a read-only store is never written"
+        else:
+            deadline = time.monotonic() + 10  # written just after the pipe ended
+            while log.read_bytes() != b"after\n" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert log.read_bytes() == b"after\n"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_protocol_error_is_fatal(tmp_path: Path) -> None:

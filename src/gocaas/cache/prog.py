@@ -282,6 +282,12 @@ class Server:
         while view:
             view = view[os.write(self._out, view) :]
 
+    @property
+    def work_after_close(self) -> bool:
+        """Whether `finish` has anything to do: a remote tier to wind down (prefetched entries to write),
+        a gc running or one due."""
+        return self.remote is not None or self.store.over_budget or self._gc_running.locked()
+
     def finish(self) -> None:
         """After the session, stdout closed (the go command no longer waits): finish or run a due gc."""
         if self.remote is not None:
@@ -293,6 +299,24 @@ class Server:
 
 def _raise(rid: int, error: Exception) -> None:
     raise error
+
+
+LOG_NAME = "cacheprog.log"  # in the store: what cacheprog says after it let go of the go command's stderr
+
+
+def detach_stderr(store_root: str, *, read_only: bool = False) -> None:
+    """Let go of the go command's stderr before work that outlives the session. The go command exits
+    without waiting for us, but whoever reads its stderr (gocaas, `go build 2>&1 | tee`) waits until every
+    writer has closed it, so writing the prefetched entries or a gc would otherwise count as the go
+    command's own time. Anything said later goes to the store's log (nowhere for a read-only store)."""
+    sys.stderr.flush()
+    log = os.devnull if read_only else f"{store_root}/{LOG_NAME}"
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError:  # a store we cannot write to: say nothing rather than hold the pipe
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
     try:
+        if server.work_after_close:
+            detach_stderr(store.root, read_only=store.read_only)
         server.finish()
     except Exception as e:
         sys.stderr.write(f"gocaas cacheprog: {e}\n")
