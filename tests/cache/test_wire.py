@@ -3,42 +3,53 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from gocaas.cache import wire
 from gocaas.cache.wire import ProtocolError, Reader, decode, response, rfc3339
 
+Feed = Callable[[bytes], None]
+
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
+def pipe() -> Iterator[tuple[int, Feed]]:
+    """(read end, feed): feed(data) writes data from a thread (it may exceed the pipe's buffer), then closes
+    the write end. At teardown the read end goes first, so a feeder still writing (the test stopped reading
+    at an error) ends with EPIPE; it is joined before anything else is closed, so that no close ever hits an
+    fd number that another test's pipe may have been given meanwhile."""
     r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    feeders: list[threading.Thread] = []
 
+    def feed(data: bytes) -> None:
+        def run() -> None:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view) :]
+            except BrokenPipeError:
+                pass
+            finally:
+                os.close(w)
 
-def _feeder(w: int, data: bytes) -> None:
-    """Write data to a pipe from a thread (it may exceed the pipe's buffer), then close it."""
+        feeders.append(threading.Thread(target=run, daemon=True))
+        feeders[-1].start()
 
-    def run() -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view) :]
+    yield r, feed
+    os.close(r)
+    for feeder in feeders:
+        feeder.join(timeout=30)
+    if not feeders:
         os.close(w)
 
-    threading.Thread(target=run, daemon=True).start()
 
-
-def test_lines_and_bodies_across_tiny_reads(pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_and_bodies_across_tiny_reads(pipe: tuple[int, Feed], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wire, "READ_SIZE", 7)  # every boundary lands somewhere awkward
-    r, w = pipe
+    r, feed = pipe
     body = os.urandom(10_000)
     long_line = b"x" * 100_000
     stream = (
@@ -49,7 +60,7 @@ def test_lines_and_bodies_across_tiny_reads(pipe: tuple[int, int], monkeypatch: 
         + b"\n\n"
         + b'{"ID":2}'
     )
-    _feeder(w, stream)
+    feed(stream)
     reader = Reader(r)
     assert decode(reader.readline()) == {"ID": 1, "Command": "put", "BodySize": 10000}  # type: ignore[arg-type]
     got: list[bytes] = []
@@ -62,10 +73,10 @@ def test_lines_and_bodies_across_tiny_reads(pipe: tuple[int, int], monkeypatch: 
     assert reader.readline() is None
 
 
-def test_body_in_bounded_chunks(pipe: tuple[int, int]) -> None:
-    r, w = pipe
+def test_body_in_bounded_chunks(pipe: tuple[int, Feed]) -> None:
+    r, feed = pipe
     body = os.urandom(5 << 20)
-    _feeder(w, b'"' + base64.b64encode(body) + b'"\n')
+    feed(b'"' + base64.b64encode(body) + b'"\n')
     sizes: list[int] = []
     chunks: list[bytes] = []
     assert Reader(r).read_body(lambda b: (sizes.append(len(b)), chunks.append(b))) == len(body)
@@ -73,11 +84,11 @@ def test_body_in_bounded_chunks(pipe: tuple[int, int]) -> None:
     assert max(sizes) <= wire.READ_SIZE, "never the whole body at once"
 
 
-def test_escaped_slashes_and_empty_body(pipe: tuple[int, int]) -> None:
-    r, w = pipe
+def test_escaped_slashes_and_empty_body(pipe: tuple[int, Feed]) -> None:
+    r, feed = pipe
     body = b"\xff\xfe\xfd" * 50  # base64 full of '/' and '+'
     escaped = base64.b64encode(body).replace(b"/", b"\\/")
-    _feeder(w, b'"' + escaped + b'"\n""\n')
+    feed(b'"' + escaped + b'"\n""\n')
     reader = Reader(r)
     out: list[bytes] = []
     reader.read_body(out.append)
@@ -86,9 +97,9 @@ def test_escaped_slashes_and_empty_body(pipe: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("data", [b"", b"not a string\n", b'"abc'])
-def test_bad_bodies(pipe: tuple[int, int], data: bytes) -> None:
-    r, w = pipe
-    _feeder(w, data)
+def test_bad_bodies(pipe: tuple[int, Feed], data: bytes) -> None:
+    r, feed = pipe
+    feed(data)
     with pytest.raises(ProtocolError):
         Reader(r).read_body(lambda _b: None)
 

@@ -69,14 +69,17 @@ class Handler(BaseHTTPRequestHandler):
         self.server.count(requests=1)
         self._unread = method in ("PUT", "POST")  # a body to read (or drop) before the next request
         try:
-            self._route(method)
-        except HTTPError as e:
-            self._refuse(e.status, str(e))
-        except (ConnectionError, TimeoutError):
+            try:
+                self._route(method)
+            except HTTPError as e:
+                self._refuse(e.status, str(e))
+            except (ConnectionError, TimeoutError):
+                raise
+            except Exception as e:  # a bug or a broken disk: 500, and the client's breaker decides
+                self.server.count(errors=1)
+                self._refuse(500, f"{type(e).__name__}: {e}")
+        except (ConnectionError, TimeoutError):  # the client went away, perhaps while we refused it
             self.close_connection = True
-        except Exception as e:  # a bug or a broken disk: 500, and the client's breaker decides
-            self.server.count(errors=1)
-            self._refuse(500, f"{type(e).__name__}: {e}")
 
     def _route(self, method: str) -> None:
         path = self.path.partition("?")[0]
