@@ -7,7 +7,8 @@ once per invocation and talks to it over stdin/stdout (protocol: cmd/go/internal
 reads requests and streams put bodies to temp files while hashing them. Gets and the commit of puts run on
 that thread too, unless `--workers N` gives a pool of N threads: then a job goes to the pool whenever more
 requests are already waiting behind it. Responses are written as they finish, in any order, under one lock;
-`close` waits for the work in flight, answers, and exits.
+`close` waits for the work in flight, answers, and exits; work left after it (prefetched entries, a gc)
+runs once the go command's stdout and stderr are let go (`detach_stderr`).
 
 Why no pool by default: the go command mostly has one request in flight (warm `go build std`: 1,066 gets,
 70% sent with nothing else outstanding, never more than two), each a few syscalls on a local disk, and
