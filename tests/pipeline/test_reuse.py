@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from gocaas.report.model import StageStatus
 from gocaas.settings import Settings
 from gocaas.spec import TestOptions, TestTier
-from tests.conftest import BuildFn, copy_example
+from tests.conftest import BuildFn, copy_example, settings_env
 
 
 @pytest.fixture
@@ -89,3 +91,44 @@ def test_a_damaged_entry_is_a_miss(build: BuildFn, reusing: Settings, tmp_path: 
     second = build(src, settings_=reusing)
     assert first.failure is None and second.failure is None
     assert second.reused_from is None
+
+
+# A build of the same spec as the `build` fixture's, in a fresh interpreter; prints what it loaded.
+REUSED_BUILD = """
+import json, sys
+from pathlib import Path
+from gocaas.pipeline.run import run_build
+from gocaas.settings import Settings
+from gocaas.spec import BuildOptions, BuildSpec, SourceSpec, Target
+spec = BuildSpec(
+    source=SourceSpec(kind="directory", location=sys.argv[1]),
+    options=BuildOptions(targets=(Target.parse("linux/amd64"),)),
+)
+report = run_build(spec, Settings(), out_dir=Path(sys.argv[2]))
+stages = sorted(name for name in sys.modules if name.startswith("gocaas.stages."))
+print(json.dumps({"failure": str(report.failure), "reused_from": report.reused_from, "stages": stages}))
+"""
+
+
+def test_a_reused_build_loads_none_of_the_later_stages(
+    build: BuildFn, reusing: Settings, tmp_path: Path
+) -> None:
+    """The stages after the result cache's check are imported when they first run, so that a build the
+    result cache answers starts quickly: in a fresh interpreter, a reused build loads none of them."""
+    src = copy_example("multi", tmp_path / "multi")
+    first = build(src, settings_=reusing, out=tmp_path / "one")
+    assert first.failure is None
+    proc = subprocess.run(
+        [sys.executable, "-c", REUSED_BUILD, str(src), str(tmp_path / "two")],
+        env=settings_env(reusing),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.splitlines()[-1])
+    assert loaded["failure"] == "None" and loaded["reused_from"] == first.build_id
+    later = {"modules", "vet", "test", "build", "package", "gotest", "testfiles", "reruns"}
+    assert not {name.removeprefix("gocaas.stages.") for name in loaded["stages"]} & later, loaded["stages"]
+    assert "gocaas.stages.results" in loaded["stages"]

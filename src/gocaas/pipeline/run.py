@@ -3,6 +3,7 @@ each stage's `run`, and the BuildReport assembled from the stages' typed results
 
 from __future__ import annotations
 
+import importlib
 import secrets
 import shutil
 import time
@@ -29,29 +30,48 @@ from gocaas.report.model import (
 )
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
-from gocaas.stages.build import BuildResult, BuildStage
 from gocaas.stages.gocmd import CACHE_STATS, SourceResult, ToolchainResult
-from gocaas.stages.modules import ModulesStage
-from gocaas.stages.package import PackageResult, PackageStage
+from gocaas.stages.results import BuildResult, PackageResult, TestStageResult
 from gocaas.stages.reuse import ResultHit, ResultKey, ReuseStage
 from gocaas.stages.source import SourceStage
-from gocaas.stages.test import TestStage, TestStageResult
 from gocaas.stages.toolchain import ToolchainStage
-from gocaas.stages.vet import VetStage
+
+
+class LazyStage:
+    """A stage whose module is imported when it first runs: the stages after the result cache's check are
+    most of the pipeline's code, and a build that check answers never needs them (stages/results.py)."""
+
+    def __init__(self, name: str, target: str) -> None:
+        self.name = name
+        self._target = target  # "module:Class"
+        self._stage: Stage | None = None
+
+    def run(self, ctx: BuildContext) -> object | None:
+        if self._stage is None:
+            module, _, cls = self._target.partition(":")
+            stage = getattr(importlib.import_module(module), cls)()
+            if stage.name != self.name:
+                raise TypeError(f"{self._target} is stage {stage.name!r}, not {self.name!r}")
+            self._stage = stage
+        return self._stage.run(ctx)
+
+
+MODULES = LazyStage("modules", "gocaas.stages.modules:ModulesStage")
+TEST = LazyStage("test", "gocaas.stages.test:TestStage")
 
 DEFAULT_STAGES: tuple[Stage, ...] = (
     SourceStage(),
     ToolchainStage(),
     ReuseStage(),
-    ModulesStage(),
-    VetStage(),
-    TestStage(),
-    BuildStage(),
-    PackageStage(),
+    MODULES,
+    LazyStage("vet", "gocaas.stages.vet:VetStage"),
+    TEST,
+    LazyStage("build", "gocaas.stages.build:BuildStage"),
+    LazyStage("package", "gocaas.stages.package:PackageStage"),
 )
 
 # `gocaas test`: go test runs a subset of vet itself, and nothing is linked or packaged.
-TEST_STAGES: tuple[Stage, ...] = (SourceStage(), ToolchainStage(), ReuseStage(), ModulesStage(), TestStage())
+TEST_STAGES: tuple[Stage, ...] = (SourceStage(), ToolchainStage(), ReuseStage(), MODULES, TEST)
 
 
 def new_build_id() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gocaas.errors import InfraError
 from gocaas.go.env import BuildDirs
@@ -97,6 +97,6 @@ class BuildContext:
 
 
 class Stage(Protocol):
-    name: ClassVar[str]
+    name: str  # a class attribute of each stage (a LazyStage's own)
 
     def run(self, ctx: BuildContext) -> object | None: ...

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,13 +31,7 @@ from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
 from gocaas.spec import STAMP_RE, Target
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, go
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    binaries: dict[Target, tuple[Path, ...]]
-    version_stamp: str | None
-
+from gocaas.stages.results import BuildResult
 
 _MAJOR_SUFFIX = re.compile(r"^v[2-9][0-9]*$|^v1[0-9]+$")
 

@@ -4,7 +4,6 @@ per-target archives, and `sha256sums.txt` in GoReleaser's checksums format."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,16 +13,10 @@ from gocaas.report.archives import write_tar_gz, write_zip
 from gocaas.report.checksums import sha256_file, write_checksums
 from gocaas.report.model import Artifact
 from gocaas.spec import ArchiveFormat, Target
-from gocaas.stages.build import BuildResult
 from gocaas.stages.gocmd import SourceResult
+from gocaas.stages.results import BuildResult, PackageResult
 
 CHECKSUMS_NAME = "sha256sums.txt"
-
-
-@dataclass(frozen=True)
-class PackageResult:
-    artifacts: tuple[Artifact, ...]
-    checksums: Path
 
 
 def _artifact(path: Path, target: Target | None, kind: str) -> Artifact:

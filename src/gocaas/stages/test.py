@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,15 +31,10 @@ from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
 from gocaas.stages.reruns import failed_top_level, rerun_failures
+from gocaas.stages.results import TestStageResult
 from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
 
 JUNIT_NAME = "junit.xml"
-
-
-@dataclass(frozen=True)
-class TestStageResult:
-    __test__ = False
-    report: TestReport
 
 
 def vetted(ctx: BuildContext, tier: TestTier) -> bool:
