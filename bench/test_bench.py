@@ -12,7 +12,7 @@ Targets, each measured with raw go and with gocaas, runs interleaved:
 
 Raw go runs `go test ./...` with gocaas's settings (GOFLAGS=-trimpath -buildvcs=false -mod=readonly,
 CGO_ENABLED=0, GOPROXY=off); gocaas runs `gocaas test DIR --out OUT --json` in several variants (the
-default, --shuffle off, --shuffle off --no-reuse, and -p 2 through GOCAAS_TEST_TIERS). Cold = a fresh
+default, --shuffle off, --shuffle off --no-reuse, and -p CPUs+1 through GOCAAS_TEST_TIERS). Cold = a fresh
 GOCACHE / a fresh GOCAAS_HOME, median of --cold-repeats rounds; warm = the same again, median of
 --repeats. Each run's CPU time (user + system, the whole process tree) is kept beside its wall time: on
 a shared VM, wall time varies by several percent from run to run while CPU time shows the work done.
@@ -96,8 +96,13 @@ NO_REUSE = Variant(
     cold=False,
     home_of="shuffle-off",
 )
-# Cold only: what gocaas's -p (CPUs + 1) buys over go's default (CPUs) on this machine.
-P2 = Variant("p2", "with -p 2", tiers='[{"name":"unit","p":2}]', warm=False)
+# Cold only: one package more at once than gocaas's choice (the CPUs).
+P_MORE = Variant(
+    "p-more",
+    f"with -p {(os.cpu_count() or 1) + 1}",
+    tiers=f'[{{"name":"unit","p":{(os.cpu_count() or 1) + 1}}}]',
+    warm=False,
+)
 
 
 @dataclass
@@ -319,7 +324,7 @@ def legend(parallelism: str | None) -> list[str]:
         f"raw: go test ./... (std row: go test {std}), go's default -p,",
         f"     GOFLAGS='{GOCAAS_GOFLAGS}' CGO_ENABLED=0 GOPROXY=off; cold = fresh GOCACHE",
         "gocaas: gocaas test DIR --out OUT --json --report R [options]; cold = fresh GOCAAS_HOME per row",
-        "     (--no-reuse: warm only, in --shuffle off's GOCAAS_HOME; -p 2: GOCAAS_TEST_TIERS, cold only)",
+        "     (--no-reuse: warm only, in --shuffle off's GOCAAS_HOME; -p CPUs+1: GOCAAS_TEST_TIERS, cold)",
     ]
     if parallelism:
         lines.append(f"gocaas chose: {parallelism}")
@@ -497,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         err.print(f"[red]gocaas is not usable[/red]: {problem}")
         return 2
-    variants = [DEFAULT, SHUFFLE_OFF, P2]
+    variants = [DEFAULT, SHUFFLE_OFF, P_MORE]
     if "--no-reuse" in help_text:  # the result cache: show warm runs that go through go test regardless
         variants.insert(2, NO_REUSE)
 
