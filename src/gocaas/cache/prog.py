@@ -201,7 +201,6 @@ class Server:
         try:
             action_id = unb64(req.get("ActionID"), "ActionID")
             output_id = unb64(req.get("OutputID") or req.get("ObjectID"), "OutputID")
-            self.store.action_path(self.namespace, action_id)  # a bad key fails before any file is made
             if self.store.holds(output_id, size):
                 self._put_known(reader, rid, action_id, output_id, size)
                 return
