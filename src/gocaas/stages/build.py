@@ -30,7 +30,7 @@ from gocaas.errors import GocaasError
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
 from gocaas.spec import STAMP_RE, Target
-from gocaas.stages.gocmd import SourceResult, ToolchainResult, go
+from gocaas.stages.gocmd import SourceResult, ToolchainResult, build_flags, go
 from gocaas.stages.results import BuildResult
 
 _MAJOR_SUFFIX = re.compile(r"^v[2-9][0-9]*$|^v1[0-9]+$")
@@ -158,7 +158,7 @@ class BuildStage:
         wanted = {executable_name(path) + target.exe_suffix for path in main_packages(ctx, target, stable)}
         outdir = ctx.dirs.bin / f"{target.goos}_{target.goarch}"
         outdir.mkdir(parents=True, exist_ok=True)
-        args = ["build", "-p", str(per_command)]
+        args = ["build", "-p", str(per_command), *build_flags(ctx.spec.options)]
         if flags:
             args += ["-ldflags", flags]
         with _locked(stable.with_name(stable.name + ".lock")):

@@ -13,7 +13,7 @@ from gocaas.go.version import GoVersion
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
-from gocaas.spec import Target
+from gocaas.spec import BuildOptions, Target
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,29 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain) -> str | None:
         read_only=settings.cache_read_only,
         extra=extra,
     )
+
+
+# The compiler's DWARF is only worth its cost (~8% of a cold `go test ./...` here, a quarter of the cache's
+# bytes) to a link that keeps it. go test links test binaries with -s -w and go vet links nothing, so vet
+# and test compile without it — unless this build's build stage links the host target with debug info:
+# then it reuses what vet and test compiled, which it can only if they compiled it the same way.
+NO_DWARF = "-gcflags=all=-dwarf=false"
+
+
+def host_checks_keep_dwarf(stage_names: Sequence[str], options: BuildOptions) -> bool:
+    """Whether vet and test compile with DWARF: only to share their compiled packages with a build stage
+    that links the host target unstripped."""
+    return "build" in stage_names and not options.strip and Target.host() in options.targets
+
+
+def host_checks_flags(ctx: BuildContext) -> list[str]:
+    """Flags of this build's vet and test go commands (a flaky re-run's too: it reuses their compiles)."""
+    return [] if host_checks_keep_dwarf(ctx.stage_names, ctx.spec.options) else [NO_DWARF]
+
+
+def build_flags(options: BuildOptions) -> list[str]:
+    """Compile flags of the build stage: a stripped link (-s -w) throws DWARF away, so none is made."""
+    return [NO_DWARF] if options.strip else []
 
 
 # After the modules stage nothing may download behind its back (and go.mod/go.sum stay as they are).

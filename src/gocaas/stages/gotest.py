@@ -25,6 +25,7 @@ class Invocation:
     coverprofile: Path | None = None
     shuffle: str = "off"
     vetted: bool = False  # the vet stage already vetted these files: go test's own vet pass is redundant
+    compile_flags: tuple[str, ...] = ()  # gocmd.host_checks_flags: fixed, never from a request
 
 
 def go_test_args(options: TestOptions, tier: TestTier, p: int, parallel: int, call: Invocation) -> list[str]:
@@ -42,6 +43,7 @@ def go_test_args(options: TestOptions, tier: TestTier, p: int, parallel: int, ca
         args.append(f"-shuffle={call.shuffle}")  # any -shuffle, even =off, makes go skip its test cache
     if call.vetted:
         args.append("-vet=off")
+    args += call.compile_flags
     if tier.tags:
         args.append("-tags=" + ",".join(tier.tags))
     if options.race:

@@ -28,7 +28,7 @@ from gocaas.report.tests import (
 from gocaas.resources import available_memory, plan_test_parallelism
 from gocaas.source import Workspace
 from gocaas.spec import FlakyPolicy, TestTier
-from gocaas.stages.gocmd import SourceResult, ToolchainResult
+from gocaas.stages.gocmd import SourceResult, ToolchainResult, host_checks_flags
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
 from gocaas.stages.reruns import failed_top_level, rerun_failures
 from gocaas.stages.results import TestStageResult
@@ -127,6 +127,7 @@ class TestStage:
                     coverprofile=profile,
                     shuffle=shuffle,
                     vetted=vetted(ctx, tier),
+                    compile_flags=tuple(host_checks_flags(ctx)),
                 )
                 group_runs, stray, result = run_go_test(
                     ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
@@ -209,6 +210,7 @@ class TestStage:
             count=1,
             shuffle="off" if options.shuffle == "auto" else options.shuffle,
             vetted=vetted(ctx, tier),
+            compile_flags=tuple(host_checks_flags(ctx)),
         )
         runs, _, _ = run_go_test(
             ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60

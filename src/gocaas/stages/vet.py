@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from gocaas.pipeline.stage import BuildContext, Skip
-from gocaas.stages.gocmd import go
+from gocaas.stages.gocmd import go, host_checks_flags
 
 
 class VetStage:
@@ -14,4 +14,4 @@ class VetStage:
     def run(self, ctx: BuildContext) -> None:
         if not ctx.spec.options.vet:
             raise Skip("turned off (--no-vet)")
-        go(ctx, ["vet", "./..."])
+        go(ctx, ["vet", *host_checks_flags(ctx), "./..."])
