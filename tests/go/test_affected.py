@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gocaas.go.affected import affected_packages, parse_go_list_json
+from gocaas.go.affected import affected_packages, go_list_args, parse_go_list_json
 from gocaas.go.toolchain import Toolchain
 from gocaas.settings import Settings
 from gocaas.source.changes import changed_files
@@ -68,7 +68,7 @@ def select(repo: Path, toolchain: Toolchain, go_env: dict[str, str], settings: S
     def run(since: str = "HEAD", log: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
         changed = changed_files(repo, since, repo, settings)
         listed = subprocess.run(
-            [str(toolchain.go), "list", "-e", "-deps", "-test", "-json", "./..."],
+            [str(toolchain.go), *go_list_args()],
             cwd=repo, env=go_env, capture_output=True, text=True, timeout=300, check=True,
         )  # fmt: skip
         packages = parse_go_list_json(listed.stdout)

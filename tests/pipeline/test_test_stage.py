@@ -167,6 +167,12 @@ def test_shuffle_auto_shuffles_what_changed_and_lets_go_cache_the_rest(
     calc.write_text(calc.read_text() + "\n// changed\n")
     fourth = run()  # calc changed: calc and text (which imports it) are shuffled and run again
     assert fourth["calc"][0] is not None and not fourth["calc"][1]
+    text = src / "text" / "text.go"
+    text.write_text(text.read_text() + "\n// changed\n")
+    # Two go test runs at once, their results merged: text (changed) shuffled and run, calc from go's cache.
+    fifth = run()
+    assert fifth["text"][0] is not None and not fifth["text"][1], fifth
+    assert fifth["calc"] == (None, True), fifth
 
 
 def test_junit_of_a_passing_suite(passing: BuildReport) -> None:

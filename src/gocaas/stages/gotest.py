@@ -4,6 +4,7 @@ comes (each finished package goes to the live view), and what the go command sai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def run_go_test(
     result = go(ctx, args, check=False, cgo=cgo, on_stdout=on_stdout, timeout=timeout)
     runs = parser.finish()
     return runs, parser.stray_output, result
+
+
+GoTestOutcome = tuple[list[PackageRun], str, CommandResult]
+
+
+def run_go_tests(
+    ctx: BuildContext, arg_lists: Sequence[Sequence[str]], *, cgo: bool, timeout: float
+) -> list[GoTestOutcome]:
+    """The go test runs of one tier, at once; outcomes in order. There are two only under --shuffle auto
+    after a change: the changed packages (shuffled: compiled and run) and the unchanged rest, which go's
+    test cache answers. The second go command then loads packages and checks the cache while the first
+    compiles, instead of after it: on a 100-package module with one package changed, 1.0 s of go commands
+    became 0.6 s. When go's cache cannot answer the rest (the last build shuffled them too), both run tests
+    at once on the same CPUs, a passing oversubscription in a case that happens once per project."""
+    if len(arg_lists) <= 1:
+        return [run_go_test(ctx, args, cgo=cgo, timeout=timeout) for args in arg_lists]
+    with ThreadPoolExecutor(max_workers=len(arg_lists), thread_name_prefix="go-test") as pool:
+        futures = [pool.submit(run_go_test, ctx, args, cgo=cgo, timeout=timeout) for args in arg_lists]
+        return [future.result() for future in futures]

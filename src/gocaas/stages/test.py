@@ -29,7 +29,7 @@ from gocaas.resources import available_memory, plan_test_parallelism
 from gocaas.source import Workspace
 from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, host_checks_flags
-from gocaas.stages.gotest import Invocation, go_test_args, run_go_test
+from gocaas.stages.gotest import Invocation, go_test_args, run_go_test, run_go_tests
 from gocaas.stages.reruns import failed_top_level, rerun_failures
 from gocaas.stages.results import TestStageResult
 from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
@@ -118,29 +118,36 @@ class TestStage:
         by_tier: list[tuple[TestTier, list[PackageResult], list[TestResult]]] = []
         for tier in tiers:
             runs: list[PackageRun] = []
-            for number, (packages, shuffle) in enumerate(shuffle_groups(plan, tier, module, options.shuffle)):
-                profile = ctx.dirs.tmp / f"cover-{tier.name}-{number}.out" if options.coverage else None
-                call = Invocation(
+            groups = shuffle_groups(plan, tier, module, options.shuffle)
+            cover_dir = ctx.dirs.tmp if options.coverage else None
+            calls = [
+                Invocation(
                     packages=packages,
                     count=options.count,
                     run=options.run,
-                    coverprofile=profile,
+                    coverprofile=cover_dir / f"cover-{tier.name}-{number}.out" if cover_dir else None,
                     shuffle=shuffle,
                     vetted=vetted(ctx, tier),
                     compile_flags=tuple(host_checks_flags(ctx)),
                 )
-                group_runs, stray, result = run_go_test(
-                    ctx, go_test_args(options, tier, p, parallel, call), cgo=cgo, timeout=tier.timeout + 60
-                )
+                for number, (packages, shuffle) in enumerate(groups)
+            ]
+            outcomes = run_go_tests(
+                ctx,
+                [go_test_args(options, tier, p, parallel, call) for call in calls],
+                cgo=cgo,
+                timeout=tier.timeout + 60,
+            )
+            for call, (group_runs, stray, result) in zip(calls, outcomes, strict=True):
                 if not result.ok and not group_runs:
                     # go test failed before running anything: go.mod, a compile error outside tests, ...
                     raise classify(result, stage="test", module_root=workspace.root)
                 if stray.strip():
                     ctx.log.line(stray.rstrip())
-                if profile is not None and profile.exists():
-                    profiles.append(profile)
+                if call.coverprofile is not None and call.coverprofile.exists():
+                    profiles.append(call.coverprofile)
                 runs += group_runs
-                if shuffle == "off":
+                if call.shuffle == "off":
                     unshuffled_count += len(group_runs)
                 else:
                     shuffled_count += len(group_runs)

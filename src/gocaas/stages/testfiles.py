@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gocaas.go.affected import affected_packages, parse_go_list_json
+from gocaas.go.affected import affected_packages, go_list_args, parse_go_list_json
 from gocaas.go.env import go_environ
 from gocaas.go.gomod import module_path
 from gocaas.pipeline.stage import BuildContext
@@ -64,7 +64,7 @@ def plan_packages(
     if not (by_since or by_change):
         nothing_changed = shuffle == "auto" and changed_since_last is not None
         return PackagePlan(None, [], frozenset() if nothing_changed else None, ())
-    entries = parse_go_list_json(go(ctx, ["list", "-e", "-deps", "-test", "-json", "./..."]).stdout)
+    entries = parse_go_list_json(go(ctx, go_list_args()).stdout)
     module = module_path(workspace.root)
     selected: tuple[str, ...] | None = None
     not_run: list[SkippedPackage] = []
