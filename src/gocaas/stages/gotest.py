@@ -99,9 +99,10 @@ def run_go_tests(
     """The go test runs of one tier, at once; outcomes in order. There are two only under --shuffle auto
     after a change: the changed packages (shuffled: compiled and run) and the unchanged rest, which go's
     test cache answers. The second go command then loads packages and checks the cache while the first
-    compiles, instead of after it: on a 100-package module with one package changed, 1.0 s of go commands
-    became 0.6 s. When go's cache cannot answer the rest (the last build shuffled them too), both run tests
-    at once on the same CPUs, a passing oversubscription in a case that happens once per project."""
+    compiles, instead of after it: one package changed in a 100-package module, the two runs took 0.8 s one
+    after the other and take 0.55 s at once. When go's cache cannot answer the rest (the last build shuffled
+    them too), both run tests on the same CPUs at once: measured no slower than one after the other (5.3 s
+    against 5.2-5.6 s), and it happens once per project."""
     if len(arg_lists) <= 1:
         return [run_go_test(ctx, args, cgo=cgo, timeout=timeout) for args in arg_lists]
     with ThreadPoolExecutor(max_workers=len(arg_lists), thread_name_prefix="go-test") as pool:
