@@ -55,6 +55,7 @@ from build_bench import (
     run_steps,
 )
 from genmodule import generate
+from test_changed import ChangedRounds, changed_file, measure_changed
 
 GOLDMARK = "github.com/yuin/goldmark"
 GOLDMARK_VERSION = "v1.8.7"
@@ -122,6 +123,7 @@ class Target:
     sides: list[Side] = field(default_factory=list)
     reference: bool = False  # raw only, for the reader's orientation
     problem: str | None = None  # could not be set up (e.g. goldmark not fetched)
+    changed: ChangedRounds | None = None  # the "one package changed" rounds (test_changed.py)
 
 
 def bench_raw_env(gocache: Path, gomodcache: Path) -> dict[str, str]:
@@ -269,6 +271,13 @@ def measure(target: Target, *, repeats: int, cold_repeats: int, timeout: float) 
             _progress(target, variant.key, f"warm {n}", run)
     for side in target.sides:
         side.last_run = go_cache_state(side)
+    default = next((s for s in target.sides if s.variant.key == DEFAULT.key), None)
+    file = changed_file(target.name, target.cwd)
+    if default is not None and homes_ok.get(DEFAULT.key) and file is not None:
+        target.changed = measure_changed(
+            target.cwd, file, target.raw, default.contender, repeats=repeats, timeout=timeout,
+            progress=lambda who, phase, run: _progress(target, who, phase, run),
+        )  # fmt: skip
     for number in range(2, cold_repeats + 1):
         cold_round(target, number, timeout=timeout)
 
@@ -444,6 +453,7 @@ def results_json(targets: list[Target], checks: list[dict[str, Any]], meta: dict
                 "gocaas": {
                     s.variant.key: {**_side_json(s.contender), "last_run": s.last_run} for s in t.sides
                 },
+                "changed": t.changed.json() if t.changed is not None else None,
             }
             for t in targets
         ],
@@ -463,6 +473,8 @@ def failed_runs(targets: list[Target]) -> list[str]:
         ]:
             if m.cold_failed or m.warm_failed:
                 failed.append(f"{target.name} {label}")
+        if target.changed is not None and not all(r.ok for r in target.changed.raw + target.changed.gocaas):
+            failed.append(f"{target.name} one package changed")
     return failed
 
 
@@ -551,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         if target.problem is not None:
             out.print(f"  [red]{target.name} not measured[/red]: {target.problem}", highlight=False)
+    for target in targets:
+        if target.changed is not None:
+            out.print(target.changed.line(target.name), highlight=False)
     checks = target_checks(targets)
     for check in checks:
         colour = "green" if check["verdict"] == "PASS" else "red"

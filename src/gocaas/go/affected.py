@@ -94,9 +94,10 @@ def affected_packages(
         say(f"{', '.join(everything)} changed since {since}: every package is affected")
         return candidates, {}
 
+    roots = (module_root, module_root.resolve())  # go reports directories under one or the other
     compiled_change: dict[str, str] = {}  # any package -> a changed file its dependents compile
     for path, entry in plain.items():
-        rel = _rel_dir(entry.get("Dir"), module_root)
+        rel = _rel_dir(entry.get("Dir"), roots)
         if rel is not None and (hit := _own_change(entry, rel, changed_set, module_root, build=True)):
             compiled_change[path] = hit
 
@@ -104,7 +105,7 @@ def affected_packages(
     skipped: dict[str, str] = {}
     for path in candidates:
         entry = plain[path]
-        rel = _rel_dir(entry.get("Dir"), module_root)
+        rel = _rel_dir(entry.get("Dir"), roots)
         own = compiled_change.get(path, "")
         if not own and rel is not None:
             own = _own_change(entry, rel, changed_set, module_root, build=False)
@@ -174,12 +175,14 @@ def _join(rel_dir: str, name: str) -> str:
     return posixpath.normpath(posixpath.join(rel_dir, name))
 
 
-def _rel_dir(directory: str | None, module_root: Path) -> str | None:
-    """The package directory relative to the module root, or None when it lies outside (std, module cache)."""
+def _rel_dir(directory: str | None, roots: tuple[Path, ...]) -> str | None:
+    """The package directory relative to the module root (as given, or resolved: go names directories
+    under the one it ran in), or None when it lies outside (std, module cache). No resolving of the
+    directory itself: that is a system call per path element for each of std's hundreds of packages."""
     if not directory:
         return None
     where = Path(directory)
-    for candidate, root in ((where, module_root), (where.resolve(), module_root.resolve())):
-        if candidate.is_relative_to(root):
-            return candidate.relative_to(root).as_posix()
+    for root in roots:
+        if where.is_relative_to(root):
+            return where.relative_to(root).as_posix()
     return None
