@@ -8,6 +8,7 @@ produced by asking for their result type (`ctx.need(ToolchainResult)`), so a dep
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,13 @@ class StageLog:
         self.path = path
         self._sink = sink
         self._handle = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()  # a stage's go commands may run at once (the matrix, test groups)
         self.notes: list[str] = []
 
     def line(self, text: str) -> None:
-        self._handle.write(text + "\n")
-        self._handle.flush()
+        with self._lock:  # a text file's write is not thread-safe: lines could interleave or be lost
+            self._handle.write(text + "\n")
+            self._handle.flush()
         self._sink(LogLine(self.stage, text))
 
     def note(self, text: str) -> None:
