@@ -11,13 +11,12 @@ that steady state.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from build_bench import Contender, Run, run_steps
+from build_bench import Contender, Run, _median_of, run_steps
 
 # The file each module target changes: a package in the middle of the generated graph (it has dependents),
 # and goldmark's GFM table extension.
@@ -42,19 +41,13 @@ class ChangedRounds:
     raw: list[Run] = field(default_factory=list)
     gocaas: list[Run] = field(default_factory=list)
 
-    @staticmethod
-    def _median(runs: list[Run]) -> float | None:
-        if not runs or not all(r.ok for r in runs):
-            return None
-        return statistics.median(r.seconds for r in runs)
-
     @property
     def raw_seconds(self) -> float | None:
-        return self._median(self.raw)
+        return _median_of(self.raw, lambda r: r.seconds)
 
     @property
     def gocaas_seconds(self) -> float | None:
-        return self._median(self.gocaas)
+        return _median_of(self.gocaas, lambda r: r.seconds)
 
     def line(self, target: str) -> str:
         raw, gocaas = self.raw_seconds, self.gocaas_seconds

@@ -120,6 +120,7 @@ class TestStage:
             runs: list[PackageRun] = []
             groups = shuffle_groups(plan, tier, module, options.shuffle)
             cover_dir = ctx.dirs.tmp if options.coverage else None
+            compile_flags = tuple(host_checks_flags(ctx))
             calls = [
                 Invocation(
                     packages=packages,
@@ -128,7 +129,7 @@ class TestStage:
                     coverprofile=cover_dir / f"cover-{tier.name}-{number}.out" if cover_dir else None,
                     shuffle=shuffle,
                     vetted=vetted(ctx, tier),
-                    compile_flags=tuple(host_checks_flags(ctx)),
+                    compile_flags=compile_flags,
                 )
                 for number, (packages, shuffle) in enumerate(groups)
             ]
