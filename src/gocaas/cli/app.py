@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gocaas.cli.builds_cmd import builds_app
 from gocaas.cli.cache_cmd import cache_app, cacheprog
 from gocaas.cli.common import fail, load, validation_message
+from gocaas.cli.daemon_cmd import daemon_app
 from gocaas.cli.options import (
     Archive,
     Cgo,
@@ -59,6 +60,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.command("flaky")(flaky)
 app.add_typer(cache_app, name="cache")
 app.add_typer(builds_app, name="builds")
+app.add_typer(daemon_app, name="daemon")
 app.command("serve")(serve)
 app.add_typer(token_app, name="token")
 app.command("submit")(submit)
@@ -268,4 +270,7 @@ def test_command(
 
 
 def main() -> None:
+    from gocaas.cli.interrupt import stop_go_on_signals
+
+    stop_go_on_signals()
     app()

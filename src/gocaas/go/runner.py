@@ -21,6 +21,11 @@ LineSink = Callable[[str], None]
 
 _OOM_MARKERS = ("fatal error: runtime: out of memory", "cannot allocate memory", "signal: killed")
 
+# Every go command runs in its own session (so a timeout kills all it started), out of reach of the
+# terminal's Ctrl-C: these are the ones to stop when gocaas itself is interrupted (stop_running).
+_running: set[subprocess.Popen[str]] = set()
+_running_lock = threading.RLock()  # stop_running may run in a signal handler of a thread holding it
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -74,6 +79,8 @@ def run_command(
         )
     except OSError as exc:
         raise InfraError(f"cannot run {args[0]}: {exc}", kind="toolchain") from exc
+    with _running_lock:
+        _running.add(proc)
     out: list[str] = []
     err: list[str] = []
     assert proc.stdout is not None and proc.stderr is not None
@@ -91,8 +98,13 @@ def run_command(
     watchdog.start()
     try:
         proc.wait()
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): the command must not outlive gocaas
+        _kill_session(proc)
+        raise
     finally:
         watchdog.cancel()
+        with _running_lock:
+            _running.discard(proc)
         for pump in pumps:
             pump.join(timeout=5)
     if expired.is_set():
@@ -116,8 +128,22 @@ def _expire(proc: subprocess.Popen[str], expired: threading.Event) -> None:
     """The watchdog: kill the command's whole session (go and what it started) unless it already ended."""
     if proc.poll() is None:
         expired.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_session(proc)
+
+
+def _kill_session(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def stop_running() -> int:
+    """Kill every go command this process is running (each with what it started); how many there were.
+    For a signal handler: commands waited on by other threads end too, not only the main thread's."""
+    with _running_lock:
+        procs = [proc for proc in _running if proc.returncode is None]
+    for proc in procs:
+        _kill_session(proc)
+    return len(procs)
 
 
 def run_go(
