@@ -123,6 +123,8 @@ def build(settings: Settings, tmp_path: Path) -> BuildFn:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives the CLI these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOCAAS_")}
+    # Each command in its own process, as the tests expect of it; tests/daemon turns the daemon on.
+    env["GOCAAS_DAEMON"] = "off"
     for name, value in settings.model_dump(exclude_none=True).items():
         if isinstance(value, (tuple, list)):
             import json

@@ -1,3 +1,3 @@
-from gocaas.cli.app import main
+from gocaas.launcher import main
 
 main()

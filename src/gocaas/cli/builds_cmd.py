@@ -36,7 +36,7 @@ def prune(
             pruned = prune_builds(settings, BuildRepo(store), keep_days=older_than)
     except GocaasError as e:
         raise fail(e.message, e.exit_code) from None
-    err_console.print(
+    err_console().print(
         f"pruned {pruned.records} service builds and {pruned.directories} command-line build directories",
         highlight=False,
     )

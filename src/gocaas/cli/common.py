@@ -13,12 +13,16 @@ from rich.text import Text
 from gocaas.errors import ExitCode
 from gocaas.settings import Settings
 
-err_console = Console(stderr=True, soft_wrap=True)
+
+def err_console() -> Console:
+    """A console on stderr, made when used: it detects the terminal and colours of the stderr it is made
+    for (a daemon's child gets its client's stderr after import)."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = ExitCode.BAD_INPUT, *, as_json: bool = False) -> typer.Exit:
     """Say what was wrong (and, for --json, say it on stdout too, in the report's failure shape)."""
-    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False)
+    err_console().print(Text("error: ", style="bold red") + Text(message), highlight=False)
     if as_json:
         failure = {"class": "user", "kind": "bad_input", "stage": None, "message": message, "diagnostics": []}
         sys.stdout.write(json.dumps({"status": "failed", "exit_code": code, "failure": failure}) + "\n")

@@ -52,7 +52,7 @@ def serve(
             tenants = TenantRepo(store)
             if tenants.token_count() == 0:
                 first = tenants.create_token("admin", label="created on first start", admin=True)
-                err_console.print(
+                err_console().print(
                     "[bold]First start:[/] an admin token for tenant 'admin' (shown once, keep it):"
                 )
                 typer.echo(first.token)
@@ -80,7 +80,7 @@ def token_create(
             new = TenantRepo(store).create_token(tenant, label=label, admin=admin)
     except GocaasError as e:
         raise fail(e.message, e.exit_code) from None
-    err_console.print(f"token for tenant {new.principal.tenant!r} (shown once):")
+    err_console().print(f"token for tenant {new.principal.tenant!r} (shown once):")
     typer.echo(new.token)
 
 
@@ -98,4 +98,4 @@ def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.
         raise fail(e.message, e.exit_code) from None
     if not revoked:
         raise fail("no such token (or it was already revoked)")
-    err_console.print("revoked")
+    err_console().print("revoked")
