@@ -12,12 +12,13 @@ Targets, each measured with raw go and with gocaas, runs interleaved:
 
 Raw go runs `go test ./...` with gocaas's settings (GOFLAGS=-trimpath -buildvcs=false -mod=readonly,
 CGO_ENABLED=0, GOPROXY=off); gocaas runs `gocaas test DIR --out OUT --json` in several variants (the
-default, --shuffle off, --shuffle off --no-reuse, and -p CPUs+1 through GOCAAS_TEST_TIERS). Cold = a fresh
-GOCACHE / a fresh GOCAAS_HOME, median of --cold-repeats rounds; warm = the same again, median of
---repeats. Each run's CPU time (user + system, the whole process tree) is kept beside its wall time: on
-a shared VM, wall time varies by several percent from run to run while CPU time shows the work done.
-The issue's targets are checked at the end: warm `gocaas test --shuffle off` ≤ 1.05 × raw warm, cold
-`gocaas test` ≤ 1.0 × raw cold.
+default, --shuffle off, --shuffle off --no-reuse, --shuffle off without the daemon, and -p CPUs+1 through
+GOCAAS_TEST_TIERS). Cold = a fresh GOCACHE / a fresh GOCAAS_HOME and no gocaas daemon, median of
+--cold-repeats rounds; warm = the same again, through the daemon (bench_daemon.py), median of --repeats.
+Each run's CPU time (user + system, the whole process tree) is kept beside its wall time: on a shared VM,
+wall time varies by several percent from run to run while CPU time shows the work done. The issue's
+targets are checked at the end: warm `gocaas test --shuffle off` ≤ 1.05 × raw warm, cold `gocaas test` ≤
+1.0 × raw cold.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_daemon import BenchDaemon, without_daemon
 from build_bench import (
     Contender,
     Run,
@@ -55,6 +57,7 @@ from test_model import (
     GOLDMARK_PROXY,
     GOLDMARK_VERSION,
     LOAD_WARNING,
+    NO_DAEMON,
     NO_REUSE,
     P_MORE,
     SHUFFLE_OFF,
@@ -120,7 +123,13 @@ def fetch_goldmark(go: str, workdir: Path, timeout: float) -> Path:
 
 
 def module_target(
-    name: str, module: Path, go: str, workdir: Path, gocaas_cmd: list[str], variants: list[Variant]
+    name: str,
+    module: Path,
+    go: str,
+    workdir: Path,
+    gocaas_cmd: list[str],
+    variants: list[Variant],
+    daemon: BenchDaemon,
 ) -> Target:
     raw = Contender(
         "go test ./...",
@@ -135,6 +144,7 @@ def module_target(
         env.pop("GOCAAS_REUSE_RESULTS", None)
         if variant.tiers is not None:
             env["GOCAAS_TEST_TIERS"] = variant.tiers
+        env = daemon.env(env) if variant.daemon else without_daemon(env)
         reports: list[Path] = []
 
         def steps(n: int, variant: Variant = variant, reports: list[Path] = reports) -> list[list[str]]:
@@ -187,7 +197,9 @@ def cold_round(target: Target, number: int, *, timeout: float) -> None:
             contender.env[cache] = f"{contender.env[cache].rsplit('@', 1)[0]}@{number}"
         _fresh(contender.env.get(cache))  # only a reused --workdir has anything there
     for who, contender, _ in contenders:
-        run = run_steps(contender.steps(0), cwd=target.cwd, env=contender.env, timeout=timeout)
+        run = run_steps(
+            contender.steps(0), cwd=target.cwd, env=without_daemon(contender.env), timeout=timeout
+        )
         if number == 1:
             contender.result.cold = run
         else:
@@ -273,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         err.print(f"[red]gocaas is not usable[/red]: {problem}")
         return 2
-    variants = [DEFAULT, SHUFFLE_OFF, P_MORE]
+    variants = [DEFAULT, SHUFFLE_OFF, NO_DAEMON, P_MORE]
     if "--no-reuse" in help_text:  # the result cache: show warm runs that go through go test regardless
-        variants.insert(2, NO_REUSE)
+        variants.insert(3, NO_REUSE)
 
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="gocaas-test-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -284,15 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     err.print(f"{version} · {os.cpu_count()} CPUs · workdir {workdir}")
     err.print(f"gocaas: {shlex.join(gocaas_cmd)}")
     targets: list[Target] = []
+    daemon = BenchDaemon(gocaas_cmd)
     try:
+        if problem := daemon.start(os.environ):
+            err.print(f"[red]gocaas daemon start failed[/red]: {problem}")
+            return 2
         for size in args.sizes:
             module = generate(workdir / "src" / f"m{size}", size, seed=args.seed, overwrite=True)
-            targets.append(module_target(f"m{size}", module, go, workdir, gocaas_cmd, variants))
+            targets.append(module_target(f"m{size}", module, go, workdir, gocaas_cmd, variants, daemon))
         if not args.no_goldmark:
             err.print(f"fetching {GOLDMARK}@{GOLDMARK_VERSION} from {GOLDMARK_PROXY}")
             try:
                 module = fetch_goldmark(go, workdir, args.timeout)
-                targets.append(module_target("goldmark", module, go, workdir, gocaas_cmd, variants))
+                targets.append(module_target("goldmark", module, go, workdir, gocaas_cmd, variants, daemon))
             except (RuntimeError, OSError) as exc:
                 err.print(f"[red]goldmark not measured[/red]: {exc}")
                 dummy = Contender("go test ./...", lambda _n: [], {})
@@ -306,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [s.parallelism for t in targets for s in t.sides if s.variant.key == DEFAULT.key]
         parallelism = next((line for line in chosen if line), None)
     finally:
+        daemon.stop(os.environ)
         if not args.keep and args.workdir is None:
             _rmtree(workdir)
 

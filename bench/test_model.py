@@ -33,6 +33,7 @@ class Variant:
     cold: bool = True
     warm: bool = True
     home_of: str | None = None  # share another variant's GOCAAS_HOME (then no cold run of its own)
+    daemon: bool = True  # warm runs through gocaas's daemon (cold runs never are: bench_daemon.py)
 
     @property
     def label(self) -> str:
@@ -48,6 +49,16 @@ NO_REUSE = Variant(
     ("--shuffle", "off", "--no-reuse"),
     cold=False,
     home_of="shuffle-off",
+)
+# Warm only, in --shuffle off's data directory: each command in its own process, paying Python's start-up
+# and imports (~0.17 s) as a first command, GOCAAS_DAEMON=off or CI=true do.
+NO_DAEMON = Variant(
+    "no-daemon",
+    "--shuffle off, no daemon",
+    ("--shuffle", "off"),
+    cold=False,
+    home_of="shuffle-off",
+    daemon=False,
 )
 # Cold only: one package more at once than gocaas's choice (the CPUs).
 P_MORE = Variant(

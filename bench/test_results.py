@@ -66,7 +66,9 @@ def legend(parallelism: str | None) -> list[str]:
         f"raw: go test ./... (std row: go test {std}), go's default -p,",
         f"     GOFLAGS='{GOCAAS_GOFLAGS}' CGO_ENABLED=0 GOPROXY=off; cold = fresh GOCACHE",
         "gocaas: gocaas test DIR --out OUT --json --report R [options]; cold = fresh GOCAAS_HOME per row",
-        "     (--no-reuse: warm only, in --shuffle off's GOCAAS_HOME; -p CPUs+1: GOCAAS_TEST_TIERS, cold)",
+        "     and GOCAAS_DAEMON=off; warm = through the daemon (its CPU counted), except 'no daemon'",
+        "     (--no-reuse, no daemon: warm only, in --shuffle off's GOCAAS_HOME;",
+        "     -p CPUs+1: GOCAAS_TEST_TIERS, cold only)",
     ]
     if parallelism:
         lines.append(f"gocaas chose: {parallelism}")

@@ -51,6 +51,22 @@ _LOG_LIMIT = 1 << 20  # a line per command; a log past this is emptied when its 
 _KEEP_OLD = 7 * 86400.0  # other fingerprints' leftovers (logs, lock files) are removed after a week
 
 
+def warm_caches() -> None:
+    """Ask the go on PATH its version and targets once here, not in every command (~10 ms each time).
+    Both answers are remembered per binary file (path, inode, size, mtime), so a command that finds
+    another go, or this one replaced, asks again."""
+    from gocaas.errors import GocaasError
+    from gocaas.go.targets import supported_targets
+    from gocaas.go.toolchain import on_path
+
+    try:
+        toolchain = on_path()
+        if toolchain is not None:
+            supported_targets(toolchain.go)
+    except GocaasError as exc:
+        log(f"go on PATH not asked ahead: {exc}")
+
+
 def log(message: str) -> None:
     sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [{os.getpid()}] {message}\n")
     sys.stderr.flush()
@@ -337,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for module in PRELOAD:
         importlib.import_module(module)
+    warm_caches()
     from typer.main import get_command
 
     from gocaas.cli.app import app

@@ -14,7 +14,7 @@ from gocaas.spec import Target
 
 
 @cache
-def _dist_list(go: Path) -> dict[Target, bool]:
+def _dist_list(go: Path, _ino: int, _size: int, _mtime_ns: int) -> dict[Target, bool]:
     env = inspect_environ()
     try:
         proc = subprocess.run(  # noqa: S603
@@ -32,8 +32,14 @@ def _dist_list(go: Path) -> dict[Target, bool]:
 
 
 def supported_targets(go: Path) -> dict[Target, bool]:
-    """Every target the toolchain can build, mapped to whether cgo is supported there."""
-    return _dist_list(go)
+    """Every target the toolchain can build, mapped to whether cgo is supported there. Remembered per
+    binary file (path, inode, size, mtime), like the toolchain's version: a go replaced in place is asked
+    again."""
+    try:
+        info = go.stat()
+    except OSError as exc:
+        raise InfraError(f"{go} does not run: {exc}", kind="toolchain") from exc
+    return _dist_list(go, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def validate_targets(go: Path, targets: Iterable[Target], *, cgo: bool) -> None:
