@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from gocaas.cli.interrupt import stop_go_on_signals
+from gocaas.daemon.client import COMMANDS
 from gocaas.daemon.identity import BadMode, DaemonPaths, daemon_paths, fingerprint, idle_seconds
 from gocaas.daemon.protocol import ProtocolError, recv_message, send_message
 
@@ -44,6 +45,7 @@ PRELOAD = (
     "gocaas.stages.build",
     "gocaas.stages.package",
     "gocaas.store",
+    "typer._click.decorators",  # what Typer itself imports on a command's first run
 )
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _REQUEST_TIMEOUT = 10.0
@@ -51,10 +53,16 @@ _LOG_LIMIT = 1 << 20  # a line per command; a log past this is emptied when its 
 _KEEP_OLD = 7 * 86400.0  # other fingerprints' leftovers (logs, lock files) are removed after a week
 
 
-def warm_caches() -> None:
-    """Ask the go on PATH its version and targets once here, not in every command (~10 ms each time).
-    Both answers are remembered per binary file (path, inode, size, mtime), so a command that finds
-    another go, or this one replaced, asks again."""
+def warm_caches(command: Any) -> None:
+    """Do once here what every command would otherwise do first (~15 ms of a 40 ms reused build):
+
+    - ask the go on PATH its version and targets; both answers are remembered per binary file (path,
+      inode, size, mtime), so a command that finds another go, or this one replaced, asks again;
+    - build each option's pydantic adapter, which Typer makes on first use and keeps on the option;
+    - compile Rich's markup and highlighting patterns (re's cache) and load its emoji table.
+    """
+    from rich.console import Console
+
     from gocaas.errors import GocaasError
     from gocaas.go.targets import supported_targets
     from gocaas.go.toolchain import on_path
@@ -65,6 +73,13 @@ def warm_caches() -> None:
             supported_targets(toolchain.go)
     except GocaasError as exc:
         log(f"go on PATH not asked ahead: {exc}")
+    for name in sorted(COMMANDS):
+        for param in getattr(getattr(command, "commands", {}).get(name), "params", ()):
+            if hasattr(param, "get_runtime_param"):  # Typer's own parameter classes
+                param.get_runtime_param()
+    Console(file=io.StringIO(), force_terminal=True, width=100).print(
+        "[bold]warm[/bold] :ok: (1.25) 'x' https://go.dev/ 127.0.0.1 sha256:0a1b", emoji=True
+    )
 
 
 def log(message: str) -> None:
@@ -353,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for module in PRELOAD:
         importlib.import_module(module)
-    warm_caches()
     from typer.main import get_command
 
     from gocaas.cli.app import app
 
     command = get_command(app)
+    warm_caches(command)
     own = fingerprint()
     if own != args.fingerprint:
         log(f"fingerprint {own} is not the client's {args.fingerprint}: not serving")
