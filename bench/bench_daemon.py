@@ -34,7 +34,8 @@ def daemon_cpu(env: Mapping[str, str]) -> float:
     total = 0
     for pid_file in (Path(env[RUNTIME_ENV]) / "gocaas").glob("d-*.pid"):
         try:
-            fields = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text().rsplit(")", 1)[1].split()
+            pid = int(pid_file.read_text().split()[0])  # the first line; identity.PidFile
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, ValueError):
             continue
         total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime

@@ -23,6 +23,8 @@ import pytest
 from gocaas.daemon.identity import (
     BadMode,
     DaemonPaths,
+    PidFile,
+    code_digest,
     daemon_wanted,
     fingerprint,
     idle_seconds,
@@ -84,7 +86,9 @@ class Daemonised:
         return "\n".join(p.read_text() for p in self.directory.glob("*.log"))
 
     def pid(self) -> int:
-        return int(Path(self.paths().pid).read_text())
+        recorded = PidFile.read(self.paths().pid)
+        assert recorded is not None
+        return recorded.pid
 
     def test_is_served(self, module: Path, out: Path) -> None:
         """`gocaas test MODULE --out OUT` passes, and the daemon ran it."""
@@ -336,7 +340,7 @@ def test_stop_and_idle_exit_leave_no_daemon(daemonised: Daemonised, tmp_path: Pa
     assert stop.returncode == 0 and "stopped 1 daemon" in stop.stdout, stop.stderr
     assert _gone(pid) and not Path(paths.socket).exists() and not Path(paths.pid).exists()
 
-    daemonised.run("test", str(module), "--out", str(tmp_path / "b"), env={"GOCAAS_DAEMON_IDLE": "1"})
+    daemonised.run("test", str(module), "--out", str(tmp_path / "b"), env={"GOCAAS_DAEMON_IDLE": "2"})
     daemonised.wait_up()
     pid = daemonised.pid()
     _wait_for(lambda: _gone(pid), 60, "the idle daemon exited")
@@ -389,3 +393,28 @@ def test_the_fingerprint_follows_the_installed_code(tmp_path: Path) -> None:
     source.write_text("A = 22\n")
     assert package_state(str(tmp_path)) != before
     assert fingerprint() == fingerprint()
+
+
+def test_a_daemon_for_newer_code_stops_the_one_for_older_code(daemonised: Daemonised, tmp_path: Path) -> None:
+    daemonised.directory.mkdir(mode=0o700)
+    # Stand-ins for daemons left running: a process whose command line names the daemon module.
+    script = "import time; time.sleep(300)  # gocaas.daemon.server"
+    older = subprocess.Popen([sys.executable, "-c", script])
+    other_install = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        mine = PidFile.mine()
+        stale = PidFile(older.pid, mine.executable, mine.root, "0" * 24)
+        (daemonised.directory / "d-000000000000000000000001.pid").write_text(stale.text())
+        foreign = PidFile(other_install.pid, "/opt/other/python3", mine.root, "0" * 24)
+        (daemonised.directory / "d-000000000000000000000002.pid").write_text(foreign.text())
+        daemonised.run("test", str(_copy("passing", tmp_path)), "--out", str(tmp_path / "a"))
+        daemonised.wait_up()
+        older.wait(timeout=60)  # SIGTERMed: this interpreter and package, older code
+        assert older.returncode == -signal.SIGTERM
+        assert other_install.poll() is None  # another interpreter's daemon is left alone
+        assert f"daemon {older.pid} serves older code" in daemonised.log()
+        assert mine.code == code_digest()
+    finally:
+        for proc in (older, other_install):
+            proc.kill()
+            proc.wait()

@@ -52,6 +52,22 @@ def test_git_checkout_is_described_and_left_untouched(tmp_path: Path, dest: Path
     assert snapshot(user) == before  # .git/index included: describe must not rewrite it
 
 
+def test_a_module_in_a_subdirectory_is_described_from_its_repository(
+    tmp_path: Path, dest: Path, settings: Settings
+) -> None:
+    repo = tmp_path / "repo"
+    user = write_module(repo / "services" / "api")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    git(repo, "tag", "-a", "v2.0.0", "-m", "v2.0.0")
+    workspace = intake(dir_spec(user), dest, settings)
+    assert workspace.describe == "v2.0.0"
+    assert workspace.commit == git(repo, "rev-parse", "HEAD")
+    plain = write_module(tmp_path / "plain" / "api")  # no repository anywhere above it
+    assert intake(dir_spec(plain), tmp_path / "ws-plain", settings).describe is None
+
+
 def test_dirty_checkout(tmp_path: Path, settings: Settings) -> None:
     user = write_module(tmp_path / "user")
     git(user, "init", "-q")

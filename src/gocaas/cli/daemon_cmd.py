@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gocaas.cli.common import fail
-from gocaas.daemon.identity import BadMode, daemon_paths, daemon_wanted, fingerprint, runtime_dir
+from gocaas.daemon.identity import BadMode, PidFile, daemon_paths, daemon_wanted, fingerprint, runtime_dir
 
 daemon_app = typer.Typer(
     no_args_is_help=True,
@@ -30,12 +30,8 @@ def _daemons() -> list[tuple[str, int | None]]:
     found = []
     for sock in sorted(Path(directory).glob("d-*.sock")):
         fp = sock.stem.removeprefix("d-")
-        pid: int | None = None
-        try:
-            pid = int(sock.with_suffix(".pid").read_text(encoding="utf-8"))
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            pid = None
+        recorded = PidFile.read(str(sock.with_suffix(".pid")))
+        pid = recorded.pid if recorded is not None and _alive(recorded.pid) else None
         found.append((fp, pid))
     return found
 
@@ -86,8 +82,8 @@ def start(
                 tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else ""
                 raise fail(f"the daemon did not come up in {wait:g} s; its log ({log}):\n{tail}", code=3)
             time.sleep(0.05)
-    pid = Path(paths.pid).read_text(encoding="utf-8").strip() if Path(paths.pid).exists() else "?"
-    Console().print(f"daemon {pid} serving on {paths.socket}", highlight=False)
+    recorded = PidFile.read(paths.pid)
+    Console().print(f"daemon {recorded.pid if recorded else '?'} serving on {paths.socket}", highlight=False)
 
 
 @daemon_app.command("stop")

@@ -84,20 +84,29 @@ def _read(path: str) -> str:
         return ""
 
 
-def fingerprint() -> str:
-    """This process's fingerprint (module docstring). sys.path[0] is left out: it is the script's
-    directory for the console script and the working directory for `python -m`."""
+def package_root() -> str:
     import gocaas
 
-    root = os.path.dirname(os.path.abspath(gocaas.__file__))  # noqa: PTH100, PTH120
+    return os.path.dirname(os.path.abspath(gocaas.__file__))  # noqa: PTH100, PTH120
+
+
+def code_digest() -> str:
+    """The installed code: sys.path's directories (their mtimes change when packages are installed) and
+    every gocaas source file. sys.path[0] is left out: it is the script's directory for the console
+    script and the working directory for `python -m`."""
+    parts = ([(entry, _mtime(entry)) for entry in sys.path[1:]], package_state(package_root()))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+def fingerprint() -> str:
+    """This process's fingerprint (module docstring)."""
     parts = (
         sys.executable,
         sys.version,
         tuple(sys.flags),
         sys.warnoptions,
         sorted(sys._xoptions.items()),
-        [(entry, _mtime(entry)) for entry in sys.path[1:]],
-        package_state(root),
+        code_digest(),
         os.getuid(),
         os.getgid(),
         sorted(os.getgroups()),
@@ -108,6 +117,32 @@ def fingerprint() -> str:
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("PYTHON", "LC_")) or k == "LANG"),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+class PidFile:
+    """What a daemon's pid file says: its pid, and which interpreter, package and code it serves (so a
+    daemon started for newer code can tell one left over from older code apart from another install's)."""
+
+    __slots__ = ("code", "executable", "pid", "root")
+
+    def __init__(self, pid: int, executable: str, root: str, code: str) -> None:
+        self.pid, self.executable, self.root, self.code = pid, executable, root, code
+
+    @classmethod
+    def mine(cls) -> PidFile:
+        return cls(os.getpid(), sys.executable, package_root(), code_digest())
+
+    def text(self) -> str:
+        return f"{self.pid}\n{self.executable}\n{self.root}\n{self.code}\n"
+
+    @classmethod
+    def read(cls, path: str) -> PidFile | None:
+        try:
+            with open(path, encoding="utf-8") as file:  # noqa: PTH123
+                pid, executable, root, code = file.read().split("\n")[:4]
+            return cls(int(pid), executable, root, code)
+        except (OSError, ValueError):
+            return None
 
 
 def runtime_dir(env: Mapping[str, str]) -> str | None:

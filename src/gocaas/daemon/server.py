@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 from gocaas.cli.interrupt import stop_go_on_signals
 from gocaas.daemon.client import COMMANDS
-from gocaas.daemon.identity import BadMode, DaemonPaths, daemon_paths, fingerprint, idle_seconds
+from gocaas.daemon.identity import BadMode, DaemonPaths, PidFile, daemon_paths, fingerprint, idle_seconds
 from gocaas.daemon.protocol import ProtocolError, recv_message, send_message
 
 # What a build imports after the CLI: the stages loaded lazily in-process are loaded here once.
@@ -335,6 +335,33 @@ class Daemon:
         self.listener.close()
 
 
+def retire_stale(paths: DaemonPaths) -> None:
+    """SIGTERM the daemons this same interpreter and package left running for older code (gocaas was
+    edited or upgraded since): no command will use them again. They finish what they run, then exit."""
+    mine = PidFile.mine()
+    with os.scandir(paths.directory) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        if not (name.startswith("d-") and name.endswith(".pid")) or name == f"d-{paths.fingerprint}.pid":
+            continue
+        other = PidFile.read(os.path.join(paths.directory, name))  # noqa: PTH118
+        if other is None or (other.executable, other.root) != (mine.executable, mine.root):
+            continue  # another install's daemon: its commands still use it
+        if other.code != mine.code and _is_daemon(other.pid):
+            log(f"daemon {other.pid} serves older code: asking it to stop")
+            with contextlib.suppress(OSError):
+                os.kill(other.pid, signal.SIGTERM)
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether pid is still a gocaas daemon (a pid file can outlive its process, and pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:  # noqa: PTH123
+            return b"gocaas.daemon.server" in file.read()
+    except OSError:
+        return False
+
+
 def tidy(paths: DaemonPaths) -> None:
     """Empty our own log if it grew past its limit; remove the files of old daemons long gone."""
     try:
@@ -388,10 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         return 0  # another daemon with this fingerprint is starting or serving
     tidy(paths)
+    retire_stale(paths)
     daemon = Daemon(paths, command, idle, lock)
     try:
         with open(paths.pid, "w", encoding="utf-8") as file:  # noqa: PTH123
-            file.write(f"{os.getpid()}\n")  # before listening: whoever can connect can read it
+            file.write(PidFile.mine().text())  # before listening: whoever can connect can read it
         daemon.listen()
         log(f"serving on {paths.socket} (idle exit after {idle:g} s)")
         daemon.serve()
