@@ -215,6 +215,23 @@ def test_later_commands_run_in_the_daemon_with_the_clients_directory_env_and_str
     assert Path(paths.socket).exists()
 
 
+def test_commands_at_once_each_get_their_own_child(daemonised: Daemonised, tmp_path: Path) -> None:
+    modules = [_copy("passing", tmp_path / f"m{i}") for i in range(3)]
+    daemonised.run("test", str(modules[0]), "--out", str(tmp_path / "first"))
+    daemonised.wait_up()
+    clients = [
+        daemonised.start("test", str(module), "--json", "--out", str(tmp_path / f"out{i}"))
+        for i, module in enumerate(modules)
+    ]
+    outputs = [client.communicate(timeout=600) for client in clients]
+    for client, (stdout, stderr) in zip(clients, outputs, strict=True):
+        assert client.returncode == 0, stderr
+        assert json.loads(stdout)["status"] == "succeeded"
+    children = {_child_of(daemonised, f"out{i}") for i in range(3)}
+    assert len(children) == 3  # a process each, all served by the one daemon
+    assert all(f"process {child}: exit 0" in daemonised.log() for child in children)
+
+
 def _child_of(daemonised: Daemonised, marker: str) -> int:
     [line] = [line for line in daemonised.log().splitlines() if marker in line and ": test " in line]
     return int(line.split("process ", 1)[1].split(":", 1)[0])
