@@ -369,6 +369,10 @@ def test_bad_daemon_settings_are_refused(daemonised: Daemonised, tmp_path: Path)
     proc = daemonised.run("test", str(module), env={"GOCAAS_DAEMON": "sometimes"})
     assert proc.returncode == 2
     assert "GOCAAS_DAEMON" in proc.stderr and "sometimes" in proc.stderr
+    proc = daemonised.run("test", str(module), env={"GOCAAS_DAEMON_IDLE": "soon"})
+    assert proc.returncode == 2
+    assert "GOCAAS_DAEMON_IDLE" in proc.stderr and "soon" in proc.stderr
+    assert not list(daemonised.runtime.rglob("*.sock"))  # refused before any daemon was started
     with pytest.raises(BadMode, match="GOCAAS_DAEMON_IDLE"):
         idle_seconds({"GOCAAS_DAEMON_IDLE": "-5"})
     with pytest.raises(BadMode, match="GOCAAS_DAEMON_IDLE"):

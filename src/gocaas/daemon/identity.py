@@ -40,9 +40,12 @@ def daemon_wanted(env: Mapping[str, str]) -> bool:
     value = env.get(MODE_ENV, "").strip().lower() or "auto"
     if value not in MODES:
         raise BadMode(f"{MODE_ENV} must be one of {', '.join(MODES)}, not {env[MODE_ENV]!r}")
-    if value == "auto":
-        return env.get("CI", "").strip().lower() not in ("1", "true", "yes")
-    return value == "on"
+    wanted = (
+        env.get("CI", "").strip().lower() not in ("1", "true", "yes") if value == "auto" else value == "on"
+    )
+    if wanted:
+        idle_seconds(env)  # a bad value is the command's error, not a line in a daemon's log
+    return wanted
 
 
 def idle_seconds(env: Mapping[str, str]) -> float:
