@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from gocaas.cache import wire
-from gocaas.cache.wire import ProtocolError, Reader, decode, response, rfc3339
+from gocaas.cache.wire import ProtocolError, Reader, decode, hit_response, response, rfc3339
 
 Feed = Callable[[bytes], None]
 
@@ -125,6 +125,15 @@ def test_responses_are_json_with_go_field_names() -> None:
     }
     assert json.loads(response(5, err="boom\n")) == {"ID": 5, "Err": "boom\n"}
     assert response(6).endswith(b"}\n")
+
+
+@pytest.mark.parametrize("size", [0, 1, 12, 1 << 40])
+def test_hit_response_is_the_general_response(size: int) -> None:
+    """The get-hit fast path writes byte for byte what `response` writes (Size left out when 0)."""
+    args = (9, b"\xfe" * 32, size, 1_700_000_000_000_000_001, '/a "b"/\\c\u00e9')
+    fast = hit_response(*args)
+    assert fast == response(9, output_id=args[1], size=size, time_ns=args[3], disk_path=args[4])
+    assert ("Size" in json.loads(fast)) == (size != 0)
 
 
 def test_rfc3339() -> None:

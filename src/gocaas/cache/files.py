@@ -16,11 +16,12 @@ _seq = count()
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def sha256():  # type: ignore[no-untyped-def]
-    """A SHA-256 hasher: OpenSSL's, ~5x faster than _sha256; hashlib is loaded only once something hashes."""
+def sha256(data: bytes = b""):  # type: ignore[no-untyped-def]
+    """A SHA-256 hasher (of data so far): OpenSSL's, ~5x faster than _sha256; hashlib is loaded only once
+    something hashes."""
     from hashlib import sha256 as new
 
-    return new()
+    return new(data)
 
 
 def mktemp(directory: str, prefix: str = "") -> tuple[int, str]:

@@ -38,7 +38,7 @@ from gocaas.cache.lazyremote import LazyRemote, lazy_remote
 from gocaas.cache.options import USAGE, parse_args
 from gocaas.cache.stats import Stats
 from gocaas.cache.store import CacheError, Store
-from gocaas.cache.wire import ProtocolError, Reader, decode, response, unb64
+from gocaas.cache.wire import ProtocolError, Reader, decode, hit_response, response, unb64
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -179,9 +179,7 @@ class Server:
             data = response(rid, miss=True)
         else:
             entry, path = found
-            data = response(
-                rid, output_id=entry.output_id, size=entry.size, time_ns=entry.time_ns, disk_path=path
-            )
+            data = hit_response(rid, entry.output_id, entry.size, entry.time_ns, path)
         with self._lock:
             stats = self.stats
             stats.gets += 1

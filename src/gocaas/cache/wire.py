@@ -127,6 +127,16 @@ def response(
     return "".join(parts).encode()
 
 
+def hit_response(rid: int, output_id: bytes, size: int, time_ns: int, disk_path: str) -> bytes:
+    """`response` for a get hit, the line a warm go command asks for ~1,000 times: one format, no branches
+    on fields that a hit always has."""
+    size_field = f',"Size":{size}' if size else ""
+    return (
+        f'{{"ID":{rid},"OutputID":"{b64(output_id)}"{size_field},"Time":"{rfc3339(time_ns)}",'
+        f'"DiskPath":{quote(disk_path)}}}\n'
+    ).encode()
+
+
 class Reader:
     """Lines and streamed bodies from a file descriptor, with its own buffer (no line-length cap)."""
 
