@@ -11,9 +11,11 @@ Rows, each timed with time.perf_counter around the whole go command:
     m<N> warm  the same again, --repeats times
 
 Sides: `go` (the go command's own cache), `cacheprog` (gocaas, started the way gocaas starts it:
-gocaas.cache.command), and in warm rows `go-ref`: a minimal GOCACHEPROG written in Go (REFERENCE below, built
-here) that answers gets from the same store with a goroutine each. go-ref is the floor of the protocol
-itself: every get is a round trip through a pipe that the go command's own cache does not make.
+gocaas.cache.command), and in warm rows two GOCACHEPROGs written in Go and built here: `go-ref` (REFERENCE
+below) answers each get from the same store with a goroutine, reading its files as cacheprog does;
+`go-mem` (MEMORY_FLOOR) answers from memory, every answer precomputed from the store before the row and
+no file touched per get. go-mem is the floor of the protocol itself: every get is a round trip through a
+pipe, and the go command's side of it, that the go command's own cache does not make.
 Both sides use GOFLAGS=-trimpath and CGO_ENABLED=0 as gocaas does, offline, with an explicit environment;
 cacheprog's per-process stats (GOCAAS_CACHEPROG_STATS) are summed to show what the store served.
 Target: warm `go build std` through cacheprog ≤ 1.15 x the go command's own cache (exit status 1 if missed).
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from genmodule import generate
 from gocaas.cache.command import cacheprog_command
+from gocaas.cache.wire import hit_response
 
 TARGET = 1.15
 FRESH_VS_WARM, COLD_VS_FRESH = 3.0, 10.0
@@ -130,6 +133,63 @@ func main() {
 """
 
 
+MEMORY_FLOOR = """\
+// The protocol's floor: a GOCACHEPROG in Go with every answer precomputed in memory (read from a file the
+// bench writes from the store before the row, untimed), answered on the reading goroutine. No file is
+// touched per get: what is left is the go command's side of the protocol and the pipe round trips.
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	answers := map[string]string{}
+	data, _ := os.ReadFile(os.Args[1])
+	for _, line := range strings.Split(string(data), "\\n") {
+		if key, tail, ok := strings.Cut(line, " "); ok {
+			answers[key] = tail + "\\n"
+		}
+	}
+	out := bufio.NewWriter(os.Stdout)
+	out.WriteString(`{"ID":0,"KnownCommands":["get","close"]}` + "\\n")
+	out.Flush()
+	in := bufio.NewReader(os.Stdin)
+	for {
+		line, err := in.ReadBytes('\\n')
+		if err != nil {
+			return
+		}
+		var r struct {
+			ID       int64
+			Command  string
+			ActionID []byte
+		}
+		if len(line) < 3 || json.Unmarshal(line, &r) != nil {
+			continue
+		}
+		id := strconv.FormatInt(r.ID, 10)
+		if r.Command == "close" {
+			out.WriteString(`{"ID":` + id + "}\\n")
+			out.Flush()
+			return
+		}
+		if tail, ok := answers[hex.EncodeToString(r.ActionID)]; ok {
+			out.WriteString(`{"ID":` + id + tail)
+		} else {
+			out.WriteString(`{"ID":` + id + `,"Miss":true}` + "\\n")
+		}
+		out.Flush()
+	}
+}
+"""
+
+
 def base_env(work: Path) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
@@ -198,15 +258,30 @@ def timed(
     }
 
 
-def build_reference(work: Path, env: dict[str, str]) -> Path:
-    src = work / "go-ref"
+def build_go_prog(work: Path, env: dict[str, str], name: str, source: str) -> Path:
+    src = work / name
     src.mkdir(exist_ok=True)
-    (src / "go.mod").write_text("module gocaas.bench/goref\n\ngo 1.21\n")
-    (src / "main.go").write_text(REFERENCE)
-    exe = src / "go-ref"
+    (src / "go.mod").write_text(f"module gocaas.bench/{name}\n\ngo 1.21\n")
+    (src / "main.go").write_text(source)
+    exe = src / name
     build_env = env | {"GOCACHE": str(work / "gocache-ref-build")}
     subprocess.run(["go", "build", "-o", str(exe), "."], cwd=src, env=build_env, check=True)
     return exe
+
+
+def write_answers(store: Path, namespace: str, dest: Path) -> None:
+    """For MEMORY_FLOOR: each entry of the namespace as `<action hex> <the get hit response after its ID>`,
+    the same fields cacheprog sends."""
+    lines = []
+    for entry in (store / "actions" / namespace).glob("*/*"):
+        fields = entry.read_text().split()
+        if len(fields) != 4:
+            continue
+        out_hex, size, time_ns = fields[1], int(fields[2]), int(fields[3])
+        path = store / "objects" / out_hex[:2] / out_hex
+        line = hit_response(0, bytes.fromhex(out_hex), size, time_ns, str(path)).decode()
+        lines.append(entry.name + " " + line.removeprefix('{"ID":0').rstrip())
+    dest.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,9 +320,12 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     prog.stats = work / "stats"
     print(f"GOCACHEPROG={prog.env['GOCACHEPROG']}", file=sys.stderr)
     warm_sides = [go, prog]
+    answers = work / "answers"
     if not args.no_reference:
-        ref = build_reference(work, env)
+        ref = build_go_prog(work, env, "go-ref", REFERENCE)
         warm_sides.append(Side("go-ref", prog_env | {"GOCACHEPROG": f"{ref} {store}"}, flags))
+        floor = build_go_prog(work, env, "go-mem", MEMORY_FLOOR)
+        warm_sides.append(Side("go-mem", prog_env | {"GOCACHEPROG": f"{floor} {answers}"}, flags))
     module = generate(work / f"m{args.packages}", args.packages, overwrite=True)
     m = f"m{args.packages}"
     counters: dict[str, dict[str, int]] = {}
@@ -261,6 +339,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             counters["std cold"] = timed(cold_sides, "std cold", ["build", "std"], work, 1)
             if remote:
                 counters["std cold remote"] = remote.last_counters()
+        write_answers(store, "default", answers)
         counters["std warm"] = timed(warm_sides, "std warm", ["build", "std"], work, args.repeats)
         if remote:
             remote.fresh_row(go, work, counters)
@@ -271,6 +350,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         counters[f"{m} cold"] = timed([go, prog], f"{m} cold", ["build", "./..."], module, 1)
     else:
         timed([go, prog], "warm-up", ["build", "./..."], module, 1)
+    write_answers(store, "default", answers)
     counters[f"{m} warm"] = timed(warm_sides, f"{m} warm", ["build", "./..."], module, args.repeats)
     local_rows = {row: c for row, c in counters.items() if row not in ("std cold remote", "std fresh")}
     status = report(args, version, warm_sides, local_rows)
@@ -282,12 +362,11 @@ def bench(args: argparse.Namespace, work: Path) -> int:
 def report(
     args: argparse.Namespace, version: str, sides: list[Side], counters: dict[str, dict[str, int]]
 ) -> int:
-    go, ref = sides[0], (sides[2] if len(sides) > 2 else None)
+    go, extra = sides[0], sides[2:]  # go-ref, go-mem: warm rows only
     print(f"\n{version}, {os.cpu_count()} CPUs, -p {args.go_p or 'default'}, medians (min) in seconds")
     head = f"{'row':<10} {'go':>14} {'cacheprog':>14} {'ratio':>6}"
-    print(
-        head + (f" {'go-ref':>14} {'ratio':>6} {'prog/ref':>8}" if ref else "") + "   cacheprog requests/run"
-    )
+    head += "".join(f" {s.name:>14} {'ratio':>6}" for s in extra) + (f" {'prog/ref':>8}" if extra else "")
+    print(head + "   cacheprog requests/run")
     result: dict[str, object] = {"go_version": version, "target": TARGET, "go_p": args.go_p, "rows": {}}
     std_ratio = 0.0
     for row, c in counters.items():
@@ -297,20 +376,25 @@ def report(
         ratio = med["cacheprog"] / med["go"]
         std_ratio = ratio if row == "std warm" else std_ratio
         line = f"{row:<10} {cell['go']:>14} {cell['cacheprog']:>14} {ratio:>5.2f}x"
-        if ref and "go-ref" in med:
-            vs_go, vs_ref = med["go-ref"] / med["go"], med["cacheprog"] / med["go-ref"]
-            line += f" {cell['go-ref']:>14} {vs_go:>5.2f}x {vs_ref:>7.2f}x"
-        elif ref:
-            line += " " * 38
+        for side in extra:
+            found = side.name in med
+            line += f" {cell[side.name]:>14} {med[side.name] / med['go']:>5.2f}x" if found else " " * 22
+        if "go-ref" in med:
+            line += f" {med['cacheprog'] / med['go-ref']:>7.2f}x"
+        elif extra:
+            line += " " * 9
         print(f"{line}   {c['gets']} gets ({c['hits']} hits), {c['puts']} puts")
         times = {s.name: s.times[row] for s in sides if row in s.times}
         result["rows"][row] = {"seconds": times, "ratio_median": ratio, "cacheprog_stats": c}  # type: ignore[index]
     verdict = "PASS" if std_ratio <= TARGET else "FAIL"
     print(f"\ntarget: warm go build std through cacheprog ≤ {TARGET:.2f}x the go command's own cache: "
           f"{std_ratio:.2f}x → {verdict}")  # fmt: skip
-    if ref:
-        floor = statistics.median(ref.times["std warm"]) / statistics.median(go.times["std warm"])
-        print(f"        (the Go reference GOCACHEPROG, the protocol's floor on this machine: {floor:.2f}x)")
+    warm_go = statistics.median(go.times["std warm"])
+    for side, what in (("go-mem", "the protocol's floor: every answer in memory, in Go"),
+                       ("go-ref", "the same store read per get, in Go")):  # fmt: skip
+        found = next((s for s in extra if s.name == side), None)
+        if found is not None:
+            print(f"        {side} ({what}): {statistics.median(found.times['std warm']) / warm_go:.2f}x")
     result["verdict"] = verdict
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
