@@ -62,7 +62,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 STAT_KEYS = ("gets", "hits", "misses", "puts", "errors")
 
 REFERENCE = """\
-// A minimal GOCACHEPROG over a gocaas store, read-only: the protocol's own cost, for comparison.
+// A minimal GOCACHEPROG over a gocaas store, read-only, reading its files per get as cacheprog does.
 package main
 
 import (

@@ -143,8 +143,10 @@ class Store:
 
     # -- paths
     def path(self, output_id: bytes) -> str:
-        h = _check_key(output_id, "output ID")
-        return f"{self.objects_dir}/{h[:2]}/{h}"
+        return self._object_path(_check_key(output_id, "output ID"))
+
+    def _object_path(self, output_hex: str) -> str:
+        return f"{self.objects_dir}/{output_hex[:2]}/{output_hex}"
 
     def action_path(self, namespace: str, action_id: bytes) -> str:
         h = _check_key(action_id, "action ID")
@@ -178,7 +180,7 @@ class Store:
             self._remove(apath)
             return None
         entry, out_hex = parsed
-        opath = f"{self.objects_dir}/{out_hex[:2]}/{out_hex}"
+        opath = self._object_path(out_hex)
         try:
             st = os.stat(opath)
         except FileNotFoundError:
@@ -296,11 +298,8 @@ class Store:
         return mktemp(self.tmp_dir)
 
     def _hash_ok(self, opath: str, entry: Entry) -> bool:
-        """Whether the object hashes to the entry's output ID (False if it is gone meanwhile)."""
-        try:
-            fd = os.open(opath, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
+        """Whether the object hashes to the entry's output ID."""
+        fd = os.open(opath, os.O_RDONLY)
         try:
             if entry.size <= self.verify_limit:  # one read: a regular file gives all of it at once
                 return sha256(os.read(fd, entry.size + 1)).digest() == entry.output_id
