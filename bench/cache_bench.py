@@ -30,8 +30,10 @@ Remote rows (unless --no-remote), `gocaas cache serve` on loopback in its own pr
                   of the whole warm GOCACHE into a new directory and build with it, restore and build timed
                   together (how CI caches go); `cp floor`: `cp -r` the server's store into a new directory,
                   then build from it locally (what writing the same files costs, without network or
-                  protocol). The run directories are removed after the row, not between runs (see
-                  Remote._next_dir: deleting thousands of files makes the next creations slow here).
+                  protocol); `write floor`, no build: the same number of bytes written into one new file
+                  (what the page cache charges for them at that moment, see bench/README.md). The run
+                  directories are removed after the row, not between runs (see Remote._next_dir: deleting
+                  thousands of files makes the next creations slow here).
 Targets: fresh worker ≤ 3 x warm go; ≥ 10 x faster than cold go; faster than tar+zstd.
 """
 
@@ -240,6 +242,31 @@ class Side:
         return [json.loads(line) for line in self.stats.read_text().splitlines()]
 
 
+class WriteFloor(Side):
+    """Not a build: write `size` bytes into one new file in a new directory (1 MiB writes from one reused
+    buffer), what putting the fresh worker's objects into the page cache costs at that moment, with no file
+    creation, network, hashing or go command. On this VM it swings 10x with the machine's recent memory use:
+    see bench/README.md, "The fresh worker and new memory"."""
+
+    def __init__(self, next_dir: Callable[[str], Path], size: Callable[[], int]) -> None:
+        super().__init__("write floor", {}, [])
+        self.next_dir, self.size = next_dir, size
+        self.buffer = memoryview(os.urandom(1 << 20))
+
+    def run(self, row: str, args: list[str], cwd: Path) -> None:
+        path = self.next_dir("write-floor")
+        path.mkdir(parents=True)
+        left = self.size()
+        start = time.perf_counter()
+        fd = os.open(path / "bytes", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            while left > 0:
+                left -= os.write(fd, self.buffer[: min(left, len(self.buffer))])
+        finally:
+            os.close(fd)
+        self.times.setdefault(row, []).append(time.perf_counter() - start)
+
+
 def timed(
     sides: list[Side], row: str, args: list[str], cwd: Path, repeats: int, counted: str = "cacheprog"
 ) -> dict[str, int]:
@@ -438,6 +465,7 @@ class Remote:
         self.tar_dir, self.archive = work / "restore", work / "gocache.tar.zst"
         self.tar = Side("tar+zstd", env | {"GOCACHE": str(self.tar_dir / "gocache")}, flags,
                         setup=self._empty_restore, restore=self._restore)  # fmt: skip
+        self.write_floor = WriteFloor(self._next_dir, self._object_bytes)
 
     # Each fresh run gets new, empty directories, and all of them are removed only after the row: on this
     # VM (ext4 mounted with discard), creating files within seconds of deleting thousands costs up to ~1 ms
@@ -454,6 +482,10 @@ class Remote:
             self.side.env["GOCACHEPROG"] = cacheprog_command(self.local, extra=self.remote_extra)
         else:
             shutil.rmtree(self.local, ignore_errors=True)
+
+    def _object_bytes(self) -> int:
+        """What a fresh worker downloads: the objects of the server's store (the cold run's, all used)."""
+        return sum(f.stat().st_size for f in (self.server_store / "objects").glob("*/*"))
 
     def _empty_cp(self) -> None:
         self.cp_dir = self._next_dir("cp-local")
@@ -505,7 +537,7 @@ class Remote:
         self._make_archive()
         mb = self.archive.stat().st_size / 1e6
         print(f"  std fresh: archive {mb:.1f} MB, {self.archive}", file=sys.stderr)
-        sides = [go, self.side, self.tar, self.cp]
+        sides = [go, self.side, self.tar, self.cp, self.write_floor]
         self.fresh_row_running = True
         try:
             counters["std fresh"] = timed(sides, "std fresh", ["build", "std"], work, self.repeats, "remote")
@@ -526,6 +558,7 @@ class Remote:
             ("fresh worker + warm remote", self.side.times[row]),
             ("tar+zstd restore + build", self.tar.times[row]),
             ("floor: cp -r the server's store + build", self.cp.times[row]),
+            (f"write {self._object_bytes() / 1e6:.0f} MB to a new file, no go", self.write_floor.times[row]),
         ]
         if cold is not None:
             rows += [("cold cacheprog, local only", prog.times["std cold"])]
