@@ -260,6 +260,9 @@ def test_usage_and_flags(tmp_path: Path) -> None:
     assert opts.max_size == int(1.5 * (1 << 30))
     assert parse_args(["--max-size", "0"]).max_size is None
     assert parse_size("500M") == parse_size("500MiB") == 500 << 20
+    for bad_size in ("-5", "-1G", "inf", "nan", "1e400", "", "G", "10QB"):
+        with pytest.raises(ValueError, match="bad size"):
+            parse_size(bad_size)
     with pytest.raises(ValueError, match="bad namespace"):
         parse_args(["--namespace", "../x"])
 

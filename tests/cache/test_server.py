@@ -79,6 +79,8 @@ def test_validation_names_the_field(client: Client) -> None:
         assert status == 400 and "output_id" in error(body), bad
     status, _, body = client("PUT", f"/v1/default/ac/{AID}", b"{not json")
     assert status == 400 and "bad entry" in error(body)
+    status, _, body = client("PUT", f"/v1/default/ac/{AID}", b"[1, 2]")
+    assert status == 400 and "want a JSON object" in error(body) and "not list" in error(body)
     status, _, body = client(
         "PUT", f"/v1/default/ac/{AID}", json.dumps({"output_id": OID, "size": -1}).encode()
     )
@@ -180,6 +182,18 @@ def test_listen_and_usage() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen("8080")
     assert server_main(["--listen", "nonsense"]) == 2
+    with pytest.raises(ValueError, match="port from 0 to 65535"):
+        parse_listen("127.0.0.1:99999")
+
+
+def test_listen_on_a_taken_port_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["--listen", f"127.0.0.1:{port}", "--token", "t", "--dir", str(tmp_path / "store")]
+        assert server_main(argv) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 # -- the HTTP client as a Backend: the contract the local Store meets too

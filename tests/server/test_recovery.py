@@ -188,3 +188,43 @@ def test_a_second_server_on_the_same_data_directory_is_refused(make_server: Serv
         assert api_only.client(api_only.admin_token).get("/v1/builds").status_code == 200
     finally:
         api_only.stop()
+
+
+def test_a_taken_port_is_refused_before_anything_starts_port_0_is_told(make_server: ServerFactory) -> None:
+    first = make_server(workers=1)
+    taken = subprocess.run(
+        [sys.executable, "-m", "gocaas", "serve", "--port", str(first.port), "--workers", "0"],
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert taken.returncode == 2, taken.stderr
+    assert f"cannot listen on 127.0.0.1:{first.port}" in taken.stderr
+    assert "Traceback" not in taken.stderr and "serving on" not in taken.stderr
+    # --port 0: the line says the port it got, and the API answers there.
+    any_port = subprocess.Popen(
+        [sys.executable, "-m", "gocaas", "serve", "--port", "0", "--workers", "0"],
+        env=first.env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert any_port.stderr is not None
+        line = any_port.stderr.readline()
+        url = line.split("serving on ")[1].split()[0]
+        assert not url.endswith(":0"), line
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        os.killpg(any_port.pid, signal.SIGTERM)
+        any_port.wait(timeout=30)

@@ -200,6 +200,10 @@ class Handler(BaseHTTPRequestHandler):
         self._unread = False
         try:
             doc = json.loads(self.rfile.read(size))
+            if not isinstance(doc, dict):
+                raise HTTPError(
+                    400, f'bad entry: want a JSON object {{"output_id", "size"}}, not {type(doc).__name__}'
+                )
             output_id = parse_key(doc["output_id"], "output_id")
             osize, time_ns = doc["size"], doc.get("time_ns")
             if type(osize) is not int or osize < 0:

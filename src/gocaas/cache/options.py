@@ -68,12 +68,17 @@ class Options:
 
 
 def parse_size(text: str) -> int:
+    """Bytes from "10GiB", "500M", "1.5G", "4096" (K, M, G, T are powers of 1024); ValueError naming the text
+    unless it is a finite number ≥ 0."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = t[-1:] if t[-1:] in _UNITS else ""
     try:
-        return int(float(t[: len(t) - len(unit)]) * _UNITS[unit])
+        number = float(t[: len(t) - len(unit)])
     except ValueError:
-        raise ValueError(f"bad size {text!r}") from None
+        number = -1.0
+    if not 0 <= number < 1 << 63:  # also NaN, inf
+        raise ValueError(f"bad size {text!r}: expected a number of bytes ≥ 0, optionally with K, M, G or T")
+    return int(number * _UNITS[unit])
 
 
 _SETTERS = {

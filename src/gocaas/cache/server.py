@@ -56,8 +56,8 @@ DEFAULT_MAX_OBJECT = 2 << 30
 def parse_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT or [V6]:PORT → (host, port)."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"--listen wants HOST:PORT, got {listen!r}")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise ValueError(f"--listen wants HOST:PORT with a port from 0 to 65535, got {listen!r}")
     return host.strip("[]"), int(port)
 
 
@@ -134,14 +134,17 @@ def make_server(
     """A bound server (port 0: any free port, see `.url`); run it with serve_forever(), stop with shutdown().
     The token defaults to $GOCAAS_CACHE_TOKEN; max_size is the store's budget (LRU gc past it; None: none)."""
     store = Store(store_dir, read_only=read_only, max_size=max_size)
-    return CacheHTTPServer(
-        (host, port),
-        store,
-        token=token or os.environ.get(TOKEN_ENV, ""),
-        read_token=read_token,
-        read_only_namespaces=read_only_namespaces,
-        max_object_size=max_object_size,
-    )
+    try:
+        return CacheHTTPServer(
+            (host, port),
+            store,
+            token=token or os.environ.get(TOKEN_ENV, ""),
+            read_token=read_token,
+            read_only_namespaces=read_only_namespaces,
+            max_object_size=max_object_size,
+        )
+    except OSError as e:  # in use, not an address of this machine, a name that does not resolve
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
 
 
 def serve(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
@@ -59,9 +60,29 @@ def serve(
     except GocaasError as e:
         raise fail(e.message, e.exit_code) from None
     count = 0 if workers == 0 else worker_count(settings)
-    typer.echo(f"gocaas serving on http://{host}:{port} with {count} workers", err=True)
+    try:  # bound before anything starts: a taken port is a clear error, and port 0 is told as the real one
+        sock = listening_socket(host, port)
+    except OSError as e:
+        raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    typer.echo(f"gocaas serving on http://{shown}:{bound_port} with {count} workers", err=True)
     app = create_app(settings, run_executor=count > 0)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (an IPv6 literal when host has a colon), as uvicorn binds one."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 @token_app.command("create")
