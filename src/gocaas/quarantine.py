@@ -37,9 +37,9 @@ class Entry:
 
 
 def parse_entry(package: str | None, test: str, where: str = "quarantine entry") -> Entry:
-    if not _TEST_RE.match(test):
+    if not _TEST_RE.fullmatch(test):
         raise BadInput(f"{where}: {test!r} is not a test name (TestX or TestX/subtest)")
-    if package is not None and not _PACKAGE_RE.match(package):
+    if package is not None and not _PACKAGE_RE.fullmatch(package):
         raise BadInput(f"{where}: {package!r} is not a package import path")
     return Entry(package, test)
 

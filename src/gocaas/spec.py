@@ -46,7 +46,7 @@ class Target(Frozen):
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        match = _TARGET_RE.match(text.strip())
+        match = _TARGET_RE.fullmatch(text.strip())
         if not match:
             raise ValueError(f"not a target: {text!r} (expected GOOS/GOARCH such as linux/amd64)")
         return cls(goos=match.group(1), goarch=match.group(2))
@@ -89,7 +89,7 @@ class SourceSpec(Frozen):
     @field_validator("ref", "changed_since")
     @classmethod
     def _valid_ref(cls, value: str | None) -> str | None:
-        if value is not None and not _REF_RE.match(value):
+        if value is not None and not _REF_RE.fullmatch(value):
             raise ValueError(f"not a usable git ref: {value!r}")
         return value
 
@@ -136,7 +136,7 @@ class TestOptions(Frozen):
     @field_validator("shuffle")
     @classmethod
     def _valid_shuffle(cls, value: str) -> str:
-        if not _SHUFFLE_RE.match(value):
+        if not _SHUFFLE_RE.fullmatch(value):
             raise ValueError(f"not a shuffle setting: {value!r} (auto, on, off or an integer seed)")
         return value
 
@@ -153,7 +153,7 @@ class TestOptions(Frozen):
     @classmethod
     def _valid_tiers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if not _TIER_RE.match(name):
+            if not _TIER_RE.fullmatch(name):
                 raise ValueError(f"not a tier name: {name!r}")
         return value
 
@@ -175,7 +175,7 @@ class TestTier(Frozen):
     @classmethod
     def _valid_packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
-            if not re.match(r"^\./[A-Za-z0-9_./-]*$", pattern) or ".." in pattern.split("/"):
+            if not re.fullmatch(r"^\./[A-Za-z0-9_./-]*$", pattern) or ".." in pattern.split("/"):
                 raise ValueError(
                     f"not a package pattern inside the module: {pattern!r} (e.g. ./..., ./pkg/...)"
                 )
@@ -185,7 +185,7 @@ class TestTier(Frozen):
     @classmethod
     def _valid_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for tag in value:
-            if not _TAG_RE.match(tag):
+            if not _TAG_RE.fullmatch(tag):
                 raise ValueError(f"not a build tag: {tag!r}")
         return value
 
@@ -206,7 +206,7 @@ class BuildOptions(Frozen):
     @field_validator("version")
     @classmethod
     def _valid_stamp(cls, value: str | None) -> str | None:
-        if value is not None and not STAMP_RE.match(value):
+        if value is not None and not STAMP_RE.fullmatch(value):
             raise ValueError(
                 f"not a usable version stamp: {value!r} (letters, digits and . _ + ~ -, at most 128)"
             )

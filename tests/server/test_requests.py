@@ -44,6 +44,9 @@ COMPAT = {
 }
 
 
+COMPAT_SOURCE = {"git_url": COMPAT["git_url"], "ref": "main"}
+
+
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
@@ -104,6 +107,13 @@ def test_compat_form_names_the_bad_field(
             "timeout",
             "greater than 0",
         ),
+        # a trailing newline got past `re.match(...$)`, and on to git and the linker
+        ({"source": {"git_url": "https://git.example.test/m.git", "ref": "main\n"}}, "source.ref", "ref"),
+        ({"source": {"git_url": "https://git.example.test/m.git"}, "version": "1.0\n"}, "version", "version"),
+        # no coercion: "yes" is not a bool, "5" not a number
+        ({"source": {"git_url": "https://git.example.test/m.git"}, "vet": "yes"}, "vet", "valid boolean"),
+        ({"source": {"git_url": "https://git.example.test/m.git"}, "priority": "5"}, "priority", "integer"),
+        ({"source": {"git_url": "https://git.example.test/m.git"}, "timeout": "10"}, "timeout", "number"),
     ],
 )
 def test_full_form_names_the_bad_field(
@@ -122,13 +132,17 @@ def test_malformed_json_and_content_type(client: httpx.Client) -> None:
     assert odd.status_code == 415 and "text/plain" in odd.json()["error"]
 
 
-def _tar(entries: dict[str, bytes]) -> bytes:
+def _tar(entries: dict[str, bytes], hard_links: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (hard_links or {}).items():
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.LNKTYPE, target
+            tar.addfile(link)
     return buffer.getvalue()
 
 
@@ -139,6 +153,11 @@ def _tar(entries: dict[str, bytes]) -> bytes:
         (b"just some text", "not a .tar.gz or .zip"),
         (_tar({"README": b"hi"}), "go.mod"),
         (_tar({"go.mod": b"module x\n", "../escape.go": b"package x"}), "escape"),
+        # these three were 500s with tracebacks (the first one thousands of lines of them)
+        (_tar({"go.mod": b"module x\n", "d/" * 1500 + "f.go": b"package d"}), "levels deep"),
+        (_tar({"go.mod": b"module x\n"}, hard_links={"h": "nothere"}), "not a file before it"),
+        (_tar({"go.mod": b"module caf\xe9\n"}), "not UTF-8"),
+        (_tar({"go.mod": b"module " + b"a" * 600 + b"\n"}), "not usable"),  # its upload was kept
     ],
 )
 def test_bad_archives_are_refused_with_the_reason(
@@ -149,6 +168,16 @@ def test_bad_archives_are_refused_with_the_reason(
     assert response.json()["field"] == "archive"
     assert words in response.json()["error"]
     assert list((strict.home / "uploads").glob("*.*")) == []  # nothing kept
+
+
+def test_oversized_json_and_an_empty_idempotency_key(client: httpx.Client) -> None:
+    body = {"source": {"git_url": "https://git.example.test/m.git"}, "version": "x" * (2 << 20)}
+    big = client.post("/v1/builds", json=body)
+    assert big.status_code == 413 and "request body over" in big.json()["error"], big.text
+    compat = client.post("/v1/build", json=COMPAT | {"ref": "r" * (2 << 20)})
+    assert compat.status_code == 413, compat.text
+    empty_key = client.post("/v1/builds", json={"source": COMPAT_SOURCE}, headers={"Idempotency-Key": ""})
+    assert empty_key.status_code == 422 and empty_key.json()["field"] == "Idempotency-Key", empty_key.text
 
 
 def test_oversized_upload_and_bad_spec_part(client: httpx.Client, tmp_path: Path) -> None:
@@ -255,3 +284,19 @@ def test_priority_and_aging_order_the_queue(make_server: ServerFactory) -> None:
         for name, r in (("low", low), ("high", high), ("mid", mid))
     }
     assert positions == {"high": 1, "mid": 2, "low": 3}
+
+
+def test_cancelling_a_queued_upload_removes_it_and_a_finished_build_answers_200(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(workers=0)
+    client = server.client(server.admin_token)
+    submitted = upload(client, EXAMPLES / "hello")
+    assert submitted.status_code == 202, submitted.text
+    build_id = submitted.json()["build_id"]
+    assert len(list((server.home / "uploads").glob(f"{build_id}.*"))) == 1
+    cancelled = client.post(f"/v1/builds/{build_id}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert list((server.home / "uploads").glob(f"{build_id}.*")) == []  # no executor will ever remove it
+    again = client.post(f"/v1/builds/{build_id}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gocaas.errors import BadInput
+from gocaas.go.gomod import module_path
 from gocaas.settings import Settings
 from gocaas.source import intake
 from gocaas.spec import SourceKind, SourceSpec
@@ -83,6 +84,15 @@ TAR_ATTACKS: dict[str, tuple[Callable[[Path], TarMembers], str, str]] = {
         "hard",
         "hard link to an absolute path",
     ),
+    # tarfile itself fails on these with a KeyError once extracting (a 500 from the API before)
+    "hardlink to a missing file": (
+        lambda tmp: [tar_file("go.mod", GO_MOD), tar_link("h", "nothere", tarfile.LNKTYPE)],
+        "h",
+        "not a file before it",
+    ),
+    "hardlink to itself": (lambda tmp: [tar_link("h", "h", tarfile.LNKTYPE)], "h", "not a file before it"),
+    # os.makedirs and pathlib recurse per level: 2,000 levels ran past Python's recursion limit
+    "nested too deep": (lambda tmp: [tar_file("d/" * 2000 + "f")], ("d/" * 100)[:200] + "…", "levels deep"),
     "char device": (lambda tmp: [tar_special("dev", tarfile.CHRTYPE)], "dev", "devices, fifos"),
     "block device": (lambda tmp: [tar_special("blk", tarfile.BLKTYPE)], "blk", "devices, fifos"),
     "fifo": (lambda tmp: [tar_special("fifo", tarfile.FIFOTYPE)], "fifo", "devices, fifos"),
@@ -134,6 +144,7 @@ ZIP_ATTACKS: dict[str, tuple[Callable[[Path], ZipEntries], str, str]] = {
         "symlink points outside",
     ),
     "absolute symlink": (lambda tmp: [zip_link("link", str(tmp))], "link", "symlink to an absolute path"),
+    "nested too deep": (lambda tmp: [zip_file("d/" * 2000 + "f")], ("d/" * 100)[:200] + "…", "levels deep"),
     "device": (lambda tmp: [zip_file("dev", b"", stat.S_IFCHR | 0o644)], "dev", "devices, fifos"),
     "fifo": (lambda tmp: [zip_file("fifo", b"", stat.S_IFIFO | 0o644)], "fifo", "devices, fifos"),
     "write through an inside symlink": (
@@ -355,3 +366,18 @@ def test_dest_is_created_and_must_be_empty(tmp_path: Path, inputs: Path, setting
     assert intake(archive_spec(path), fresh, settings).root == fresh
     with pytest.raises(InfraError, match="not empty"):
         intake(archive_spec(path), fresh, settings)
+
+
+def test_go_mod_that_is_not_utf8_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "go.mod").write_bytes(b"module example.com/caf\xe9\n\ngo 1.21\n")
+    with pytest.raises(BadInput, match=r"go\.mod is not UTF-8"):
+        module_path(tmp_path)
+
+
+def test_conflicting_entries_are_named_without_the_servers_paths(
+    tmp_path: Path, inputs: Path, dest: Path, settings: Settings
+) -> None:
+    path = make_tar(inputs / "conflict.tar.gz", [tar_file("go.mod", GO_MOD), tar_file("a"), tar_file("a/b")])
+    with pytest.raises(BadInput, match="entries conflict at 'a/b'") as caught:
+        intake(archive_spec(path), dest, settings)
+    assert str(tmp_path) not in caught.value.message

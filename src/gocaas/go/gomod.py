@@ -40,7 +40,11 @@ _MODULE_LINE = re.compile(r"^\s*module\s+\"?([^\s\"]+)\"?", re.MULTILINE)
 
 
 def module_path(module_root: Path) -> str:
-    match = _MODULE_LINE.search((module_root / "go.mod").read_text(encoding="utf-8"))
+    try:
+        text = (module_root / "go.mod").read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"go.mod is not UTF-8 text (byte {exc.start})") from None
+    match = _MODULE_LINE.search(text)
     if not match:
         raise BadInput("go.mod has no module line")
     return match.group(1)

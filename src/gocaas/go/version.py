@@ -27,7 +27,7 @@ class GoVersion:
 
     @classmethod
     def parse(cls, text: str) -> GoVersion:
-        match = _VERSION_RE.match(text.strip())
+        match = _VERSION_RE.fullmatch(text.strip())
         if not match:
             raise ValueError(f"not a Go version: {text!r} (expected e.g. 1.25, 1.25.3 or go1.26rc1)")
         minor, patch, pre, pre_num = match.groups()

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from gocaas.executor import load_executor
 from gocaas.server.auth import ServiceDep
+from gocaas.server.bodylimit import BodyLimit
 from gocaas.server.errors import install_error_handlers
 from gocaas.server.notify import Notifier
 from gocaas.server.retention import Pruner
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, workers: int | None = None, run_executor: 
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.include_router(builds.router)
     app.include_router(files.router)
 

@@ -55,6 +55,13 @@ def install_error_handlers(app: FastAPI) -> None:
         status = 429 if exc.scope == "tenant" else 503
         return _error(status, exc.message, headers={"Retry-After": RETRY_AFTER})
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: the client gets the usual JSON shape without internals; the log gets the traceback (here
+        # and, since Starlette re-raises it after answering, from the server once more).
+        log.error("internal error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
+        return _error(500, "internal error (logged on the server)")
+
     @app.exception_handler(GocaasError)
     async def _gocaas(_request: Request, exc: GocaasError) -> JSONResponse:
         if isinstance(exc, BadInput):

@@ -118,13 +118,13 @@ def archive_suffix(head: bytes) -> str:
     raise FieldError("archive", "not a .tar.gz or .zip archive (by its first bytes)", status=400)
 
 
-def check_upload(path: Path, settings: Settings) -> str:
+def check_upload(path: Path, settings: Settings, label: str = "the upload") -> str:
     """Extract the upload once into a scratch directory with every intake check: a broken archive, one
     that escapes, or one without a Go module is refused now, not after it waited in the queue. Returns
-    the module path."""
+    the module path. Errors call the archive `label` (the sender's file name)."""
     scratch = Path(tempfile.mkdtemp(prefix="gocaas-upload-check-", dir=settings.uploads_dir))
     try:
-        return module_path(extract_archive(path, scratch, settings).root)
+        return module_path(extract_archive(path, scratch, settings, label=label).root)
     except BadInput as e:
         raise FieldError("archive", e.message, status=400) from None
     finally:

@@ -56,7 +56,7 @@ def _prune_unknown(settings: Settings, builds: BuildRepo, before: float) -> int:
     """Directories of command-line builds (no row), untouched since `before`. A build the database knows
     is left to its row: a queued or running one may be old and still wanted."""
     try:
-        entries = [e for e in settings.builds_dir.iterdir() if _BUILD_ID.match(e.name) and e.is_dir()]
+        entries = [e for e in settings.builds_dir.iterdir() if _BUILD_ID.fullmatch(e.name) and e.is_dir()]
     except FileNotFoundError:
         return 0
     old = [e for e in entries if e.stat().st_mtime < before]

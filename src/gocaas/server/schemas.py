@@ -29,7 +29,7 @@ GitUrl = Annotated[str, Field(min_length=1, max_length=2048, description="https:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a bool, "5" not a priority
 
 
 class CompatBuildRequest(_Request):
@@ -63,7 +63,10 @@ class BuildOptionsIn(_Request):
     reuse: bool = True
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY, description="0 lowest, 9 highest")
     timeout: float | None = Field(
-        default=None, gt=0, description="Seconds for the whole build; at most the server's build_timeout."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds for the whole build; at most the server's build_timeout.",
     )
 
     @field_validator("targets")

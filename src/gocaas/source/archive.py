@@ -29,6 +29,10 @@ ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar.gz", ".tgz")
 _CHUNK = 1 << 16
 _MAX_LINK_TARGET = 4096
+# No module needs more, and deeper paths make the directory creation of os and pathlib recurse past
+# Python's limit (an upload of 8 KB with 2,000 nested directories did).
+_MAX_DEPTH = 128
+_MAX_NAME = 4096
 # What a tar stream holds besides file data (headers, padding, pax records), allowed per entry: the
 # decompressed stream is capped at the data limit plus this, so a bomb hidden in headers is caught too.
 _TAR_OVERHEAD_PER_ENTRY = 8192
@@ -49,11 +53,13 @@ def is_archive_name(location: str) -> bool:
     return location.lower().endswith(ZIP_SUFFIXES + TAR_SUFFIXES)
 
 
-def extract_archive(path: Path, dest: Path, settings: Settings) -> Checkout:
-    """Extract the archive at `path` into the existing, empty `dest` and find the module in it."""
+def extract_archive(path: Path, dest: Path, settings: Settings, *, label: str | None = None) -> Checkout:
+    """Extract the archive at `path` into the existing, empty `dest` and find the module in it. Errors name
+    the archive as `label` (default: its file name; an upload's stored name means nothing to its sender)."""
+    name = label or path.name
     lowered = path.name.lower()
     if not lowered.endswith(ZIP_SUFFIXES + TAR_SUFFIXES):
-        raise BadInput(f"{path.name}: not a .zip, .tar.gz or .tgz archive", kind="bad_archive")
+        raise BadInput(f"{name}: not a .zip, .tar.gz or .tgz archive", kind="bad_archive")
     if not path.is_file():
         raise BadInput(f"no such archive: {path}", kind="no_source")
     if not os.access(path, os.R_OK):
@@ -63,20 +69,22 @@ def extract_archive(path: Path, dest: Path, settings: Settings) -> Checkout:
         if lowered.endswith(ZIP_SUFFIXES):
             _extract_zip(path, dest, budget)
         else:
-            _extract_tar(path, dest, budget)
+            _extract_tar(path, dest, budget, name)
     except _CORRUPT as exc:
         raise BadInput(
-            f"archive {path.name}: corrupt, truncated or not the format its name says ({exc})",
+            f"archive {name}: corrupt, truncated or not the format its name says ({exc})",
             kind="bad_archive",
         ) from exc
     except NotImplementedError as exc:  # zipfile: a compression method Python can't read
-        raise BadInput(f"archive {path.name}: {exc}", kind="bad_archive") from exc
+        raise BadInput(f"archive {name}: {exc}", kind="bad_archive") from exc
     except OSError as exc:
         if exc.errno in _INPUT_ERRNOS:
-            raise BadInput(f"archive {path.name}: entries conflict ({exc})", kind="bad_archive") from exc
-        raise InfraError(f"cannot extract {path.name}: {exc}", kind="filesystem") from exc
+            where = os.path.relpath(exc.filename, dest) if isinstance(exc.filename, str) else "?"
+            message = f"archive {name}: entries conflict at {where!r} ({exc.strerror})"
+            raise BadInput(message, kind="bad_archive") from exc
+        raise InfraError(f"cannot extract {name}: {exc}", kind="filesystem") from exc
     check_symlinks(dest, what="archive entry")
-    return Checkout(find_module_root(dest, label=path.name, allow_single_dir=True))
+    return Checkout(find_module_root(dest, label=name, allow_single_dir=True))
 
 
 def _refuse(name: str, reason: str) -> BadInput:
@@ -122,7 +130,11 @@ def _parts(name: str) -> tuple[str, ...]:
         raise _refuse(name, "NUL in the path")
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
         raise _refuse(name, "absolute path")
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME:
+        raise _refuse(name[:200] + "…", f"path longer than {_MAX_NAME} bytes")
     parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if len(parts) > _MAX_DEPTH:
+        raise _refuse(name[:200] + "…", f"nested {len(parts)} levels deep (at most {_MAX_DEPTH})")
     if ".." in parts:
         normalized = posixpath.normpath(name)
         escapes = normalized == ".." or normalized.startswith("../")
@@ -260,13 +272,14 @@ class _LimitedStream:
         return self._raw.tell()
 
 
-def _extract_tar(path: Path, dest: Path, budget: _Budget) -> None:
+def _extract_tar(path: Path, dest: Path, budget: _Budget, label: str) -> None:
     with gzip.open(path, "rb") as raw:
-        stream = _LimitedStream(raw, budget, path.name)
+        stream = _LimitedStream(raw, budget, label)
         with tarfile.open(fileobj=stream, mode="r:", errorlevel=2) as archive:
             members: list[tarfile.TarInfo] = []
             paths: list[tuple[str, tuple[str, ...]]] = []
             links: set[tuple[str, ...]] = set()
+            regular: set[tuple[str, ...]] = set()  # a hard link may only name a file that came before it
             while (member := archive.next()) is not None:
                 data = not (member.isdir() or member.issym() or member.islnk())
                 budget.charge(member.name, member.size if data else 0)
@@ -279,7 +292,12 @@ def _extract_tar(path: Path, dest: Path, budget: _Budget) -> None:
                     links.add(parts)
                 elif member.islnk():  # its target must not be reached through a symlink either
                     target = posixpath.normpath(member.linkname).split("/")
-                    paths.append((member.name, tuple(part for part in target if part not in ("", "."))))
+                    target_parts = tuple(part for part in target if part not in ("", "."))
+                    if target_parts not in regular:
+                        raise _refuse(member.name, f"hard link to {member.linkname!r}, not a file before it")
+                    paths.append((member.name, target_parts))
+                elif member.isfile():
+                    regular.add(parts)
             _refuse_paths_through_links(paths, links)
             try:
                 # Checked again member by member as they land: the filter resolves links already on disk.

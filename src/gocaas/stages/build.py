@@ -39,7 +39,7 @@ _MAJOR_SUFFIX = re.compile(r"^v[2-9][0-9]*$|^v1[0-9]+$")
 def executable_name(import_path: str) -> str:
     """The file name go gives a main package's binary: its last path element, skipping a /vN suffix."""
     parts = import_path.rstrip("/").split("/")
-    if len(parts) > 1 and _MAJOR_SUFFIX.match(parts[-1]):
+    if len(parts) > 1 and _MAJOR_SUFFIX.fullmatch(parts[-1]):
         return parts[-2]
     return parts[-1]
 
@@ -98,7 +98,7 @@ def version_stamp(ctx: BuildContext, workspace: Workspace) -> str | None:
     if ctx.spec.options.version is not None:
         return ctx.spec.options.version
     describe = workspace.describe
-    if describe and STAMP_RE.match(describe):
+    if describe and STAMP_RE.fullmatch(describe):
         return describe.removeprefix("v") if describe[1:2].isdigit() else describe
     return None
 

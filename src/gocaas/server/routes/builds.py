@@ -36,6 +36,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=200,
         description="The same key again returns the build it first created.",
     ),
@@ -114,24 +115,25 @@ async def submit(
 ) -> SubmitResponse:
     """A git URL and ref as JSON (`BuildRequest`), or a module archive as multipart (`archive` + `spec`)."""
     content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
     build_id = new_build_id()
     upload: Path | None = None
     content: str | None = None
-    if content_type.startswith("multipart/form-data"):
-        body, upload, content, module = await _receive_upload(request, service, build_id)
-        source = _archive_source(upload, module)
-    elif content_type.startswith("application/json") or not content_type:
-        body = _parse(BuildRequest, await request.body())
-        if body.source is None:
-            raise FieldError(
-                "source", "required: a git URL and ref (or upload an archive as multipart/form-data)"
-            )
-        source = git_source(body.source.git_url, body.source.ref, service.settings, prefix="source.")
-    else:
-        raise HTTPException(
-            415, f"unsupported content type {content_type!r}: send JSON or multipart/form-data"
-        )
     try:
+        if media_type == "multipart/form-data":
+            body, upload, content, module = await _receive_upload(request, service, build_id)
+            source = _archive_source(upload, module)
+        elif media_type in ("application/json", ""):
+            body = _parse(BuildRequest, await request.body())
+            if body.source is None:
+                raise FieldError(
+                    "source", "required: a git URL and ref (or upload an archive as multipart/form-data)"
+                )
+            source = git_source(body.source.git_url, body.source.ref, service.settings, prefix="source.")
+        else:
+            raise HTTPException(
+                415, f"unsupported content type {content_type!r}: send JSON or multipart/form-data"
+            )
         spec = make_spec(source, body, service.default_target)
         record, created = await run_in_threadpool(
             service.submit,
@@ -227,7 +229,8 @@ async def _receive_upload(
                     raise HTTPException(413, f"archive is over this server's limit of {limit} bytes")
                 digest.update(chunk)
                 out.write(chunk)
-        module = await run_in_threadpool(check_upload, dest, service.settings)
+        label = repr(archive.filename) if archive.filename else "the upload"
+        module = await run_in_threadpool(check_upload, dest, service.settings, label)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
@@ -280,11 +283,20 @@ def list_builds(
     )
 
 
-@router.post("/builds/{build_id}/cancel", status_code=202, response_model=BuildView, summary="Cancel a build")
-def cancel_build(build_id: str, caller: Caller, service: ServiceDep) -> BuildView:
-    lookup(service, caller, build_id)
+@router.post(
+    "/builds/{build_id}/cancel",
+    status_code=202,
+    response_model=BuildView,
+    summary="Cancel a build",
+    responses={200: {"model": BuildView, "description": "The build had already finished: nothing to cancel"}},
+)
+def cancel_build(build_id: str, caller: Caller, service: ServiceDep, response: Response) -> BuildView:
+    if lookup(service, caller, build_id).status.finished:
+        response.status_code = 200  # idempotent: a retried cancel, or one that came too late
     record = service.builds.request_cancel(build_id)
     assert record is not None
+    if record.status is BuildState.CANCELLED and record.upload:
+        Path(record.upload).unlink(missing_ok=True)  # cancelled while queued: no executor will remove it
     if service.executor is not None:
         service.executor.wake()
     service.notifier.notify(build_id)

@@ -39,7 +39,9 @@ async def get_log(
 ) -> Response:
     await run_in_threadpool(lookup, service, caller, build_id)
     if "text/event-stream" in request.headers.get("accept", ""):
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        # An id we sent is a small ASCII number; anything else (e.g. "²", or past SQLite's integers) restarts.
+        sent = last_event_id or ""
+        after = int(sent) if sent.isascii() and sent.isdigit() and len(sent) < 19 else 0
         return StreamingResponse(
             _stream(service, caller, build_id, after, request),
             media_type="text/event-stream",
