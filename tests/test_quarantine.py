@@ -110,7 +110,8 @@ def test_parse_entry_refuses_anything_else(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["", "example.com/m pkg", "example.com//m", "/abs", "example.com/m/", "a\nb"]
+    "package",
+    ["", "example.com/m pkg", "example.com//m", "/abs", "example.com/m/", "a\nb", "../../etc", "a/./b"],
 )
 def test_parse_entry_refuses_a_bad_package(package: str) -> None:
     with pytest.raises(BadInput):
@@ -203,3 +204,18 @@ def test_malformed_quarantine_file_fails_the_build_as_bad_input(cli: CliFn, modu
     failure = json.loads(proc.stdout)["failure"]
     assert (failure["class"], failure["kind"], failure["stage"]) == ("user", "bad_input", "test")
     assert ".gocaas/quarantine:3" in failure["message"]
+
+
+def test_a_quarantine_path_that_is_not_a_file_is_bad_input_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".gocaas").write_text("a file where the directory goes")
+    with pytest.raises(BadInput, match="not a file"):
+        load(tmp_path)
+    with pytest.raises(BadInput, match="cannot write"):
+        save(tmp_path, Quarantine((parse_entry(None, "TestX"),)))
+    other = tmp_path / "other"
+    (other / QUARANTINE_FILE).mkdir(parents=True)  # a directory where the list goes
+    with pytest.raises(BadInput, match="not a file"):
+        load(other)
+    with pytest.raises(BadInput, match="cannot write"):
+        save(other, Quarantine((parse_entry(None, "TestX"),)))
+    assert sorted(p.name for p in (other / ".gocaas").iterdir()) == ["quarantine"]  # no stray .tmp

@@ -10,6 +10,7 @@ It lives in the module, `.gocaas/quarantine`, so it is reviewed and versioned wi
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ class Entry:
 def parse_entry(package: str | None, test: str, where: str = "quarantine entry") -> Entry:
     if not _TEST_RE.fullmatch(test):
         raise BadInput(f"{where}: {test!r} is not a test name (TestX or TestX/subtest)")
-    if package is not None and not _PACKAGE_RE.fullmatch(package):
+    if package is not None and (not _PACKAGE_RE.fullmatch(package) or {".", ".."} & set(package.split("/"))):
         raise BadInput(f"{where}: {package!r} is not a package import path")
     return Entry(package, test)
 
@@ -56,6 +57,8 @@ def load(module_root: Path) -> Quarantine:
     """Read the module's quarantine file; a malformed line is the user's input error, naming the line."""
     path = module_root / QUARANTINE_FILE
     if not path.is_file():
+        if path.exists() or path.parent.is_file():
+            raise BadInput(f"{QUARANTINE_FILE}: not a file (gocaas keeps its quarantine list there)")
         return Quarantine()
     entries = []
     for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -73,13 +76,18 @@ def load(module_root: Path) -> Quarantine:
 def save(module_root: Path, quarantine: Quarantine) -> Path:
     """Write the list back, sorted, keeping a header; atomic, like every file gocaas writes."""
     path = module_root / QUARANTINE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# Tests that may fail without failing the build (gocaas quarantine). One per line:\n"
         "# TestName, or 'import/path TestName'.\n"
     )
     body = "".join(f"{entry}\n" for entry in sorted(set(quarantine.entries), key=str))
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(header + body, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(header + body, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # ours, half written; not there, or not a file we made
+            tmp.unlink()
+        raise BadInput(f"cannot write {QUARANTINE_FILE}: {e.strerror or e}") from None
     return path

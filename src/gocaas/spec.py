@@ -136,8 +136,8 @@ class TestOptions(Frozen):
     @field_validator("shuffle")
     @classmethod
     def _valid_shuffle(cls, value: str) -> str:
-        if not _SHUFFLE_RE.fullmatch(value):
-            raise ValueError(f"not a shuffle setting: {value!r} (auto, on, off or an integer seed)")
+        if not _SHUFFLE_RE.fullmatch(value) or (value[-1].isdigit() and not -(2**63) <= int(value) < 2**63):
+            raise ValueError(f"not a shuffle setting: {value!r} (auto, on, off or a 64-bit integer seed)")
         return value
 
     @field_validator("run")

@@ -263,6 +263,13 @@ def test_usage_and_flags(tmp_path: Path) -> None:
     for bad_size in ("-5", "-1G", "inf", "nan", "1e400", "", "G", "10QB"):
         with pytest.raises(ValueError, match="bad size"):
             parse_size(bad_size)
+    # a huge pool hung allocating its locks; a NaN or negative --min-age let gc take what go is using
+    for flag, bad in (("--workers", "100000000"), ("--workers", "-1"), ("--workers", "1.5"),
+                      ("--min-age", "nan"), ("--min-age", "-5"), ("--remote-timeout", "inf"),
+                      ("--flush-timeout", "nan")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{flag}: want a"):
+            parse_args([flag, bad])
+    assert parse_args(["--workers", "4", "--min-age", "60"]).workers == 4
     with pytest.raises(ValueError, match="bad namespace"):
         parse_args(["--namespace", "../x"])
 

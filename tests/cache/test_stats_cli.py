@@ -63,3 +63,21 @@ def test_stats_add_up_every_build_per_tier(tmp_path: Path, live_server: Callable
     )
     assert rows["prefetch"].startswith("1 objects (10.7 KiB), 1 gets waited for them, 1 traces sent")
     assert rows["uploads"].startswith("1 (10.7 KiB up)") and rows["remote failures"].startswith("0 errors")
+
+
+def test_gc_says_what_it_kept_over_the_budget_and_why(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    session = Session(home / "cache")
+    session.put(sha(b"young"), b"just written" * 10_000)
+    assert session.close() == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "gocaas", "cache", "gc", "--max-size", "1K"],
+        env=python_env(GOCAAS_HOME=str(home), COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # Nothing goes (it was used just now), and the line says so instead of a bare "removed 0 objects".
+    assert "removed 0 objects" in proc.stdout and "over the budget: used in the last 2 h" in proc.stdout
+    assert (home / "cache" / "objects" / sha(b"just written" * 10_000).hex()[:2]).is_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from gocaas.errors import BadInput
 from gocaas.pipeline.explain import explain
 from gocaas.settings import Settings
+from gocaas.stages.reuse import INPUTS_FILE
 from tests.conftest import BuildFn, copy_example
 
 
@@ -31,7 +33,23 @@ def test_explains_options_targets_and_files(build: BuildFn, settings: Settings, 
     assert any(line.startswith("files: changed greeting/greeting.go") for line in why.lines())
 
 
-@pytest.mark.parametrize("bad", ["nope", "../x", ""])
+@pytest.mark.parametrize("bad", ["nope", "../x", "", "a" * 300])  # 300: "File name too long" before
 def test_unknown_build_is_bad_input(settings: Settings, bad: str) -> None:
     with pytest.raises(BadInput):
         explain(settings, bad, bad)
+
+
+@pytest.mark.parametrize(("content", "words"), [(b'{"go": ', "damaged"), (b"[1, 2]", "not a JSON object"),
+                                                (b"\xff\xfe", "damaged"), (None, "damaged")])  # fmt: skip
+def test_a_damaged_record_is_bad_input_naming_it(
+    fresh_settings: Callable[..., Settings], content: bytes | None, words: str
+) -> None:
+    settings = fresh_settings()
+    record = settings.builds_dir / "20261126T101010-0badf00d" / INPUTS_FILE
+    record.parent.mkdir(parents=True)
+    if content is None:
+        record.mkdir()  # a directory where the file goes
+    else:
+        record.write_bytes(content)
+    with pytest.raises(BadInput, match=f"{INPUTS_FILE} is .*{words}"):
+        explain(settings, "20261126T101010-0badf00d", "20261126T101010-0badf00d")

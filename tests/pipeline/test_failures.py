@@ -81,6 +81,22 @@ def test_missing_source_is_bad_input(cli: CliFn, tmp_path: Path) -> None:
     assert "nope" in proc.stderr
 
 
+def test_unusable_out_and_report_are_refused_before_the_build(cli: CliFn, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for args, words in (
+        (("--out", str(a_file)), "exists and is not a directory"),
+        (("--out", str(a_file / "sub")), "--out"),
+        (("--report", str(tmp_path)), "is a directory"),
+        (("--report", str(a_file / "r.json")), "--report"),
+    ):
+        proc = cli("build", str(EXAMPLES / "hello"), "--json", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        failure = json.loads(proc.stdout)["failure"]
+        assert failure["stage"] is None and words in failure["message"], failure  # no stage ran
+    assert a_file.read_text() == "x"
+
+
 def test_not_a_module_is_bad_input(cli: CliFn, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     proc = cli("build", str(tmp_path / "empty"), "--json")

@@ -80,6 +80,12 @@ def test_options_pass_through_to_go_test(cli: CliFn, tmp_path: Path) -> None:
     [package] = report["tests"]["packages"]
     assert package["shuffle_seed"] == 12345 and report["tests"]["shuffle"] == "12345"
 
+    # A -run pattern go's regexp package refuses is the flag's fault, not the code's (was "testmain_failed").
+    proc = cli("test", passing, "--json", "--run", "[")
+    assert proc.returncode == 2, proc.stderr
+    failure = report_of(proc)["failure"]
+    assert failure["kind"] == "bad_flag" and "invalid regexp" in failure["message"], failure
+
     proc = cli("test", passing, "--json", "--shuffle", "off")
     assert proc.returncode == 0, proc.stderr
     [package] = report_of(proc)["tests"]["packages"]
@@ -120,6 +126,7 @@ def test_test_timeout_from_the_command_line(cli: CliFn) -> None:
         ("test", ["--run", "-toolexec=x"], "run", "-toolexec=x"),
         ("build", ["--run", "-toolexec=x"], "run", "-toolexec=x"),
         ("test", ["--shuffle", "on -x"], "shuffle", "on -x"),
+        ("test", ["--shuffle", "99999999999999999999"], "shuffle", "99999999999999999999"),  # past int64
         ("test", ["--tier", "../x"], "tier", "../x"),
         ("test", ["--flaky", "maybe"], "flaky", None),
         ("test", ["--count", "0"], "--count", None),

@@ -203,6 +203,16 @@ def test_a_taken_port_is_refused_before_anything_starts_port_0_is_told(make_serv
     assert taken.returncode == 2, taken.stderr
     assert f"cannot listen on 127.0.0.1:{first.port}" in taken.stderr
     assert "Traceback" not in taken.stderr and "serving on" not in taken.stderr
+    # An empty --host (say, an unset "$HOST") would bind every interface.
+    empty = subprocess.run(
+        [sys.executable, "-m", "gocaas", "serve", "--host", "", "--workers", "0"],
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert empty.returncode == 2 and "--host is empty" in empty.stderr
     # --port 0: the line says the port it got, and the API answers there.
     any_port = subprocess.Popen(
         [sys.executable, "-m", "gocaas", "serve", "--port", "0", "--workers", "0"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from gocaas.cache.stats import STATS_ENV
@@ -41,6 +42,7 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
 """
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
+MAX_WORKERS = 256  # threads: more only costs memory (each go command has a few dozen gets in flight)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -84,16 +86,16 @@ def parse_size(text: str) -> int:
 _SETTERS = {
     "--dir": lambda o, v: setattr(o, "dir", v),
     "--namespace": lambda o, v: setattr(o, "namespace", check_namespace(v)),
-    "--workers": lambda o, v: setattr(o, "workers", int(v)),
+    "--workers": lambda o, v: setattr(o, "workers", _whole(v, MAX_WORKERS)),
     "--max-size": lambda o, v: setattr(o, "max_size", parse_size(v) or None),
-    "--min-age": lambda o, v: setattr(o, "min_age", float(v)),
+    "--min-age": lambda o, v: setattr(o, "min_age", _within(v, 0, 10 * 365 * 86400)),
     "--verify-limit": lambda o, v: setattr(o, "verify_limit", parse_size(v)),
     "--stats": lambda o, v: setattr(o, "stats", v),
     "--remote": lambda o, v: setattr(o, "remote", _check_url(v)),
     "--token": lambda o, v: setattr(o, "token", v),
     "--token-file": lambda o, v: setattr(o, "token", _read_token(v)),
-    "--remote-timeout": lambda o, v: setattr(o, "remote_timeout", _positive(v)),
-    "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", max(0.0, float(v))),
+    "--remote-timeout": lambda o, v: setattr(o, "remote_timeout", _within(v, 0.001, 3600)),
+    "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", _within(v, 0, 3600)),
 }
 _FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only"}
 _OFF_FLAGS = {"--no-prefetch": "prefetch"}
@@ -110,11 +112,21 @@ def _read_token(path: str) -> str:
         return f.read().strip()
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"want a positive number of seconds, got {text!r}")
+def _within(text: str, low: float, high: float) -> float:
+    """A number from low to high (never NaN or infinite), else ValueError (parse_args names the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise ValueError(f"want a number from {low:.12g} to {high:.12g}, got {text!r}")
     return value
+
+
+def _whole(text: str, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > high:
+        raise ValueError(f"want a whole number from 0 to {high}, got {text!r}")
+    return int(text)
 
 
 def parse_args(argv: list[str]) -> Options:

@@ -10,6 +10,8 @@ import typer
 from gocaas.cli.common import err_console, fail, load
 from gocaas.errors import GocaasError
 
+MIN_DAYS, MAX_DAYS = 1 / 24, 36500.0
+
 builds_app = typer.Typer(no_args_is_help=True, help="Build records in the data directory.")
 
 
@@ -17,7 +19,10 @@ builds_app = typer.Typer(no_args_is_help=True, help="Build records in the data d
 def prune(
     older_than: Annotated[
         float | None,
-        typer.Option(min=0, help="Days a finished build is kept; default: the server_keep_days setting."),
+        typer.Option(
+            help="Days a finished build is kept, from 1 hour (0.042) to 100 years; default: the "
+            "server_keep_days setting."
+        ),
     ] = None,
 ) -> None:
     """Forget finished builds older than that: the service's records (logs, artifacts) and the
@@ -29,8 +34,11 @@ def prune(
 
     settings = load()
     configure_logging(json=False, level=logging.WARNING)  # the summary below says it; no log lines
-    if older_than == 0:
-        raise fail("--older-than 0 would forget every finished build: give a number of days above 0")
+    if older_than is not None and not MIN_DAYS <= older_than <= MAX_DAYS:  # also NaN
+        raise fail(
+            f"--older-than {older_than:g}: give a number of days from {MIN_DAYS:.3f} (one hour: less would "
+            f"forget every finished build) to {MAX_DAYS:g}"
+        )
     try:
         with open_store(settings.db_url) as store:
             pruned = prune_builds(settings, BuildRepo(store), keep_days=older_than)

@@ -83,13 +83,21 @@ def cache_gc(
         budget = parse_size(max_size)
     except ValueError as exc:
         raise fail(f"--max-size: {exc}") from None
+    store = Store(str(settings.cache_dir))
     try:
-        result = gc(Store(str(settings.cache_dir)), budget)
+        result = gc(store, budget)
     except CacheError as exc:
         raise fail(str(exc), 3) from None
+    kept = (
+        f"; kept {_size(result.kept_young_bytes)} over the budget: used in the last "
+        f"{store.min_age_s / 3600:g} h, which a running go command may still need"
+        if result.kept_young_bytes
+        else ""
+    )
+    busy = "" if result.ran else " (another gc was running: this one did nothing)"
     Console().print(
         f"{_size(result.total_before)} → {_size(result.total_after)}: removed {result.removed_objects} "
-        f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)})",
+        f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)}){kept}{busy}",
         highlight=False,
     )
 

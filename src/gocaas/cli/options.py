@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gocaas.cli.common import fail
 from gocaas.pipeline.stage import Stage
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
@@ -63,6 +66,7 @@ def execute(
     from gocaas.cli.view import LiveView, PlainView, print_summary
     from gocaas.pipeline.run import run_build
 
+    check_outputs(out, report, json_out=json_out)
     console = Console(stderr=json_out, soft_wrap=True)
     view = LiveView(console) if console.is_terminal and not verbose else PlainView(console, verbose)
     with view:
@@ -71,11 +75,34 @@ def execute(
         )
     print_summary(console, result)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(result.to_json(), encoding="utf-8")
+        try:
+            report.write_text(result.to_json(), encoding="utf-8")
+        except OSError as e:  # checked before the build; something changed since
+            raise fail(f"--report {report}: cannot write it: {e.strerror or e}", as_json=json_out) from None
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     raise typer.Exit(result.exit_code)
+
+
+def check_outputs(out: Path, report: Path | None, *, json_out: bool) -> None:
+    """Before the build, not after it: --out is (or can be made) a writable directory, --report a file in
+    one."""
+    check_writable_dir("--out", out, json_out=json_out)
+    if report is not None:
+        check_writable_dir("--report", report.parent, json_out=json_out)
+        if report.is_dir():
+            raise fail(f"--report {report}: is a directory; give a file name", as_json=json_out)
+
+
+def check_writable_dir(option: str, directory: Path, *, json_out: bool) -> None:
+    """The directory an option names exists or can be made, and we may write in it; else a usage error."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = "exists and is not a directory" if e.errno == errno.EEXIST else (e.strerror or str(e))
+        raise fail(f"{option} {directory}: {what}", as_json=json_out) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise fail(f"{option} {directory}: not writable", as_json=json_out)
 
 
 # build only

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gocaas.cli.common import fail
-from gocaas.cli.options import Coverage, GoOpt, Race, Ref, Test
+from gocaas.cli.options import Coverage, GoOpt, Race, Ref, Test, check_writable_dir
 from gocaas.errors import BadInput, ExitCode, GocaasError
 from gocaas.pipeline.events import EventSink, Note, StageFinished, StageStarted
 from gocaas.report.model import StageRecord, StageStatus
@@ -83,6 +83,8 @@ def submit(
     from gocaas.client import BuildOptions, GocaasClient
 
     console = Console(stderr=True, soft_wrap=True)
+    if download is not None:  # now, not once the build is done
+        check_writable_dir("--download", download, json_out=json_out)
     options = BuildOptions(
         targets=tuple(target or ()),
         go_version=go,
@@ -101,9 +103,8 @@ def submit(
             already = (
                 " (an identical build was already queued or running: that one)" if submitted.existing else ""
             )
-            console.print(
-                f"build {submitted.build_id} {submitted.status} on {client.url}{already}", highlight=False
-            )
+            shown = f"build {submitted.build_id} {submitted.status} on {client.shown_url}{already}"
+            console.print(shown, highlight=False)
             if not (follow or download):
                 _out(submitted.model_dump(mode="json") if json_out else submitted.build_id, json_out)
                 raise typer.Exit(ExitCode.OK)

@@ -42,6 +42,8 @@ def serve(
     from gocaas.store import open_store
     from gocaas.store.tenants import TenantRepo
 
+    if not host.strip():  # bind() takes "" as every interface: exposing the service must be said outright
+        raise fail("--host is empty: give an address (127.0.0.1: this machine only, 0.0.0.0: all of them)")
     settings = load(server_workers=workers or None)
     if settings.server_executor not in EXECUTORS:
         raise fail(f"unknown server_executor {settings.server_executor!r} (known: {', '.join(EXECUTORS)})")

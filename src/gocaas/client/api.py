@@ -33,6 +33,16 @@ from gocaas.errors import BadInput, InfraError, TransientError
 
 __all__ = ["GocaasClient", "ServerBusy"]
 
+
+def _redact(url: str) -> str:
+    """The URL to show in messages: a password in it becomes ***."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not (sep and at and ":" in userinfo) or "/" in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 T = TypeVar("T")
 M = TypeVar("M")
 _CHUNK = 1 << 20
@@ -61,10 +71,17 @@ class GocaasClient:
         backoff: float = 0.5,
         max_wait: float = 30.0,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadInput(f"the server URL must be http(s)://HOST[:PORT], got {url!r}", kind="bad_url")
-        self.url = url.rstrip("/")
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # "http://[::1", a port past 65535
+            usable = False
+        shown = _redact(url)
+        if not usable:
+            raise BadInput(f"the server URL must be http(s)://HOST[:PORT], got {shown!r}", kind="bad_url")
+        if not token or not token.isprintable() or not token.isascii() or " " in token:
+            raise BadInput("token: empty or has characters a bearer token cannot hold", kind="bad_token")
+        self.url, self.shown_url = url.rstrip("/"), shown.rstrip("/")
         self.timeout = timeout
         self.attempts, self.backoff, self.max_wait = max(attempts, 1), backoff, max_wait
         self.http = httpx.Client(
@@ -200,6 +217,8 @@ class GocaasClient:
 
     @staticmethod
     def _build_path(build_id: str, *rest: str) -> str:
+        if not build_id or len(build_id) > 200:  # "" would ask for the build list (and get redirected)
+            raise BadInput(f"not a build id: {build_id[:80]!r}", kind="bad_build_id")
         return "/".join(["/v1/builds", quote(build_id, safe=""), *rest])
 
     def _call(self, send: Callable[[], httpx.Response]) -> httpx.Response:
@@ -231,9 +250,9 @@ class GocaasClient:
 
     def translate(self, error: httpx.HTTPError) -> TransientError:
         if isinstance(error, httpx.TimeoutException):
-            return TransientError(f"the gocaas server at {self.url} did not answer in time", kind="timeout")
+            return TransientError(f"the gocaas server at {self.shown_url} did not answer", kind="timeout")
         detail = str(error) or type(error).__name__
-        return TransientError(f"cannot reach the gocaas server at {self.url}: {detail}", kind="network")
+        return TransientError(f"cannot reach the gocaas server at {self.shown_url}: {detail}", kind="network")
 
 
 def check(response: httpx.Response) -> None:

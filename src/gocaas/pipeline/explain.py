@@ -8,7 +8,9 @@ settings (environment), the options (flags), the targets, and the files.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gocaas.errors import BadInput
@@ -40,20 +42,29 @@ class Explanation:
 
 
 def _load(settings: Settings, build_id: str) -> tuple[dict[str, Any], dict[str, str]]:
-    if not build_id or "/" in build_id or build_id.startswith("."):
-        raise BadInput(f"not a build id: {build_id!r}")
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}", build_id):  # e.g. 20261125T163000-3f9a1c2e
+        raise BadInput(f"not a build id: {build_id[:80]!r}")
     root = settings.builds_dir / build_id
-    try:
-        inputs = json.loads((root / INPUTS_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    inputs = _record(root / INPUTS_FILE, build_id)
+    if inputs is None:
         raise BadInput(
             f"no inputs recorded for build {build_id} (unknown id, or it stopped before the reuse stage)"
-        ) from None
+        )
+    return inputs, _record(root / FILES_FILE, build_id) or {}
+
+
+def _record(path: Path, build_id: str) -> dict[str, Any] | None:
+    """A JSON object the build wrote; None if it wrote none. A damaged one (a crash or a full disk mid-write)
+    is an error naming it, not a traceback."""
     try:
-        files = json.loads((root / FILES_FILE).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        files = {}
-    return inputs, files
+        return None
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or UTF-8
+        raise BadInput(f"build {build_id}: {path.name} is damaged ({e}); it cannot be compared") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"build {build_id}: {path.name} is damaged (not a JSON object); it cannot be compared")
+    return value
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ packages. Between vet and build in `gocaas build`; alone in `gocaas test`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ from gocaas.stages.results import TestStageResult
 from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
 
 JUNIT_NAME = "junit.xml"
+# What the testing package prints, then exits 1, for a flag value it cannot use (-run, -skip, ...).
+_REFUSED_FLAG = re.compile(r"^testing: invalid regexp for .*$", re.MULTILINE)
 
 
 def vetted(ctx: BuildContext, tier: TestTier) -> bool:
@@ -236,6 +239,8 @@ class TestStage:
         if broken:
             package = broken[0]
             if package.failure_kind == "testmain_exit":
+                if refused := _REFUSED_FLAG.search(package.output):  # e.g. --run "[": the flag, not the code
+                    raise BadInput(f"the test binary refused a flag: {refused.group(0)}", kind="bad_flag")
                 raise UserCodeError(
                     f"{package.package} has a TestMain that exited non-zero:\n{package.output[-2000:]}",
                     kind="testmain_failed",
