@@ -19,6 +19,8 @@ _TARGET_RE = re.compile(rf"^({_WORD})/({_WORD})$")
 STAMP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
 # A git ref: what `git check-ref-format` accepts, plus a bare commit id; never an option.
 _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<!\.lock)(?<![./])$")
+# --changed-since takes a revision: a ref, optionally walked back with ~N and ^N (HEAD~1, main^2).
+_REVISION_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?:[~^][0-9]{0,4})*$")
 
 
 _MACHINES = {
@@ -86,11 +88,18 @@ class SourceSpec(Frozen):
         "of one module share a stable workspace, so go's test cache keeps working across uploads.",
     )
 
-    @field_validator("ref", "changed_since")
+    @field_validator("ref")
     @classmethod
     def _valid_ref(cls, value: str | None) -> str | None:
         if value is not None and not _REF_RE.fullmatch(value):
             raise ValueError(f"not a usable git ref: {value!r}")
+        return value
+
+    @field_validator("changed_since")
+    @classmethod
+    def _valid_revision(cls, value: str | None) -> str | None:
+        if value is not None and not _REVISION_RE.fullmatch(value):
+            raise ValueError(f"not a usable git revision: {value!r} (a ref, e.g. main, HEAD~1, v1.2.0)")
         return value
 
 

@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gocaas.errors import BadInput
 from gocaas.settings import Settings
 from gocaas.source.changes import changed_files
+from gocaas.spec import SourceKind, SourceSpec
 from tests.source.builders import GO_MOD, MAIN_GO, git, snapshot
 
 
@@ -125,3 +127,16 @@ def test_file_names_that_look_like_pathspecs_or_need_quoting(repo: Path, setting
     assert changed_files(repo, "HEAD", repo, settings) == sorted(
         ["*.go", ":(glob)x.go", "sp ace.go", "ünï.go", "-dash.go"]
     )
+
+
+@pytest.mark.parametrize("revision", ["HEAD~1", "main^", "main^2~3", "v1.2.0"])
+def test_changed_since_takes_a_revision_not_only_a_ref(revision: str) -> None:
+    # HEAD~1 is what a CI job asks for most; the spec used to refuse it as "not a usable git ref"
+    spec = SourceSpec(kind=SourceKind.DIRECTORY, location="/m", changed_since=revision)
+    assert spec.changed_since == revision
+
+
+@pytest.mark.parametrize("revision", ["-p", "a..b", "HEAD~1\n", "HEAD@{1}", "main branch"])
+def test_changed_since_refuses_what_is_not_a_revision(revision: str) -> None:
+    with pytest.raises(ValidationError, match="not a usable git revision"):
+        SourceSpec(kind=SourceKind.DIRECTORY, location="/m", changed_since=revision)
