@@ -181,9 +181,10 @@ def _archive_source(upload: Path, module: str) -> SourceSpec:
         ) from None
 
 
-def _within(request: Request, limit: int) -> Request:
-    """The request, its body cut off with a 413 past limit bytes: a chunked upload has no Content-Length to
-    refuse it by, and the multipart parser would otherwise spool all of it to disk first."""
+def _within(request: Request, limit: int, shown_limit: int) -> Request:
+    """The request, its body cut off with a 413 past limit bytes (the upload limit, shown_limit, plus the
+    multipart framing's slack): a chunked upload has no Content-Length to refuse it by, and the multipart
+    parser would otherwise spool all of it to disk first."""
     receive, received = request.receive, 0
 
     async def counted() -> Message:
@@ -192,7 +193,7 @@ def _within(request: Request, limit: int) -> Request:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise HTTPException(413, f"upload is over this server's limit of {limit} bytes")
+                raise HTTPException(413, f"upload is over this server's limit of {shown_limit} bytes")
         return message
 
     return Request(request.scope, counted)
@@ -205,7 +206,7 @@ async def _receive_upload(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
         raise HTTPException(413, f"upload of {declared} bytes is over this server's limit of {limit} bytes")
-    form = await _within(request, limit + _MULTIPART_SLACK).form(max_files=1, max_fields=4)
+    form = await _within(request, limit + _MULTIPART_SLACK, limit).form(max_files=1, max_fields=4)
     archive = form.get("archive")
     spec_part = form.get("spec")
     if not isinstance(archive, UploadFile):
