@@ -189,6 +189,8 @@ def test_oversized_upload_and_bad_spec_part(client: httpx.Client, tmp_path: Path
     assert response.status_code == 413 and "200000" in response.json()["error"]
     spec = upload(client, EXAMPLES / "hello", '{"targets": ["windows/../../x"]}')
     assert spec.status_code == 422 and spec.json()["field"] == "targets"
+    broken = upload(client, EXAMPLES / "hello", "{not json")
+    assert broken.status_code == 422 and broken.json()["field"] == "spec", broken.text  # was "body"
     both = upload(
         client, EXAMPLES / "hello", json.dumps({"source": {"git_url": "https://git.example.test/m"}})
     )

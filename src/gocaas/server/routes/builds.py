@@ -162,12 +162,15 @@ def _timeout(body: BuildRequest, service: Service) -> float | None:
     return body.timeout
 
 
-def _parse(model: type[BuildRequest], raw: bytes | str) -> BuildRequest:
+def _parse(model: type[BuildRequest], raw: bytes | str, part: str = "") -> BuildRequest:
+    """The request's JSON, or the multipart part named `part` (which an error about all of it names)."""
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as e:
         error = e.errors()[0]
         field = validation_field(error["loc"])
+        if part and field == "body":
+            field = part
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise FieldError(field, message) from None
 
@@ -213,7 +216,7 @@ async def _receive_upload(
         raise FieldError("archive", "required: the module as a .tar.gz or .zip file part", status=400)
     if spec_part is not None and not isinstance(spec_part, str):
         raise FieldError("spec", "must be a text part holding JSON", status=400)
-    body = _parse(BuildRequest, spec_part or "{}")
+    body = _parse(BuildRequest, spec_part or "{}", part="spec")
     if body.source is not None:
         raise FieldError("source", "give either a git source or an archive, not both")
     head = await archive.read(4)
