@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
+
+import pytest
+
+import gocaas
 
 GO_MOD = b"module example.test/hello\n\ngo 1.22\n"
 MAIN_GO = b'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n'
@@ -154,4 +160,56 @@ def git(repo: Path, *args: str) -> str:
         text=True,
         check=True,
     )
+    return done.stdout.strip()
+
+
+# --- permissions -----------------------------------------------------------------------------------------
+
+# Runs one intake of a directory and prints what it refused with; see run_unprivileged.
+_INTAKE_SCRIPT = """
+import sys
+from pathlib import Path
+from gocaas.errors import BadInput
+from gocaas.settings import Settings
+from gocaas.source import intake
+from gocaas.source.fastsync import fast_sync
+from gocaas.spec import SourceKind, SourceSpec
+
+how, source, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+settings = Settings(home=work / "home")
+try:
+    if how == "fast":
+        result = fast_sync(source, work / "src", work / "manifest.json", settings)
+        print("fast path not taken" if result is None else f"no error, {result[0].file_count} files")
+    else:
+        taken = intake(SourceSpec(kind=SourceKind.DIRECTORY, location=str(source)), work / "src", settings)
+        print(f"no error, {taken.file_count} files")
+except BadInput as exc:
+    print(f"BadInput: {exc.message}")
+"""
+
+
+def run_unprivileged(how: str, source: Path, work: Path) -> str:
+    """Take the directory `source` in (how: "fast" for the fast sync, "full" for the full intake) in a
+    process for which file permissions hold, and return what it said: tests run as root, which reads
+    anything, so as root the process runs without the capabilities that bypass permissions."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions can't be made to hold")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+        if subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode != 0:
+            pytest.skip("setpriv cannot drop capabilities here")
+    src_dir = str(Path(gocaas.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src_dir, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", _INTAKE_SCRIPT, how, str(source), str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
     return done.stdout.strip()

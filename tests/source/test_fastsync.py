@@ -7,10 +7,13 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from gocaas.settings import Settings
 from gocaas.source import source_digest
 from gocaas.source.fastsync import fast_sync
 from gocaas.source.stable import MANIFEST
+from tests.source.builders import run_unprivileged
 
 
 def _tree(root: Path) -> Path:
@@ -74,3 +77,51 @@ def test_links_and_missing_go_mod_take_the_full_intake(tmp_path: Path) -> None:
     (bare / "link").unlink()
     (bare / "go.mod").unlink()
     assert fast_sync(bare, tmp_path / "ws2" / "src", tmp_path / "ws2" / MANIFEST, settings) is None
+
+
+# --- what can't be read ---------------------------------------------------------------------------------
+# Each case once through the fast sync and once through the full intake (a symlink in the tree sends the
+# build there), which must agree.
+
+
+@pytest.mark.parametrize("how", ["fast", "full"])
+def test_unreadable_subdirectory_is_refused_not_skipped(how: str, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    (src / "secret").mkdir()
+    (src / "secret" / "key.go").write_text("package secret\n")
+    if how == "full":
+        (src / "link").symlink_to("run.sh")
+    (src / "secret").chmod(0)
+    try:
+        said = run_unprivileged(how, src, tmp_path / "work")
+    finally:
+        (src / "secret").chmod(0o755)
+    assert said == "BadInput: cannot list secret: permission denied"
+
+
+@pytest.mark.parametrize("how", ["fast", "full"])
+def test_unreadable_file_is_named_relative_to_the_module(how: str, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    if how == "full":
+        (src / "link").symlink_to("run.sh")
+    (src / "pkg" / "b.go").chmod(0)
+    said = run_unprivileged(how, src, tmp_path / "work")
+    assert said == "BadInput: cannot read pkg/b.go: permission denied"
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o311], ids=["no access", "enter but not list"])
+def test_unreadable_module_directory_is_named(mode: int, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    src.chmod(mode)
+    try:
+        said = run_unprivileged("fast", src, tmp_path / "work")
+    finally:
+        src.chmod(0o755)
+    # Not the workspace's path, and not a go.mod missing later on.
+    assert said == f"BadInput: cannot list {src}: permission denied"
+
+
+def test_readable_tree_still_syncs_without_privileges(tmp_path: Path) -> None:
+    """The check of the cases above: the same process reads a readable tree."""
+    src = _tree(tmp_path / "src")
+    assert run_unprivileged("fast", src, tmp_path / "work") == "no error, 4 files"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import stat
 import tarfile
 import warnings
@@ -381,3 +382,65 @@ def test_conflicting_entries_are_named_without_the_servers_paths(
     with pytest.raises(BadInput, match="entries conflict at 'a/b'") as caught:
         intake(archive_spec(path), dest, settings)
     assert str(tmp_path) not in caught.value.message
+
+
+def test_tar_duplicate_entry_refused(tmp_path: Path, inputs: Path, dest: Path, settings: Settings) -> None:
+    """As with zip: a later entry must not silently replace an earlier one of the same name."""
+    path = make_tar(
+        inputs / "dup.tar.gz",
+        [tar_file("go.mod", GO_MOD), tar_file("main.go"), tar_file("./go.mod", b"module evil\n")],
+    )
+    with pytest.raises(BadInput, match=r"dup\.tar\.gz: entries conflict at 'go\.mod'") as caught:
+        intake(archive_spec(path), dest, settings)
+    assert caught.value.kind == "bad_archive"
+    assert_contained(tmp_path)
+
+
+def test_tar_directory_named_twice_is_fine(inputs: Path, dest: Path, settings: Settings) -> None:
+    path = make_tar(
+        inputs / "dirs.tar.gz",
+        [tar_dir("pkg"), tar_file("go.mod", GO_MOD), tar_dir("pkg/"), tar_file("pkg/a.go")],
+    )
+    intake(archive_spec(path), dest, settings)
+    assert (dest / "pkg" / "a.go").is_file()
+
+
+@pytest.mark.parametrize("mtime", ["1e20", "-1e20", "nan", "inf"])
+def test_tar_mtime_out_of_range_refused(
+    mtime: str, tmp_path: Path, inputs: Path, dest: Path, settings: Settings
+) -> None:
+    info, data = tar_file("go.mod", GO_MOD)
+    info.pax_headers = {"mtime": mtime}
+    path = make_tar(inputs / "time.tar.gz", [(info, data)])
+    error = refuse(path, dest, settings, "go.mod")
+    assert "modification time out of range" in error.message
+    assert error.kind == "bad_archive"
+    assert_contained(tmp_path)
+
+
+def test_tar_old_and_far_future_mtimes_still_extract(inputs: Path, dest: Path, settings: Settings) -> None:
+    old, future = tar_file("go.mod", GO_MOD), tar_file("main.go")
+    old[0].pax_headers = {"mtime": "-86400.5"}
+    future[0].pax_headers = {"mtime": "32503680000"}  # the year 3000
+    intake(archive_spec(make_tar(inputs / "times.tar.gz", [old, future])), dest, settings)
+    assert (dest / "main.go").is_file()
+
+
+@pytest.mark.parametrize("name", ["x.tgz", "x.zip"])
+def test_fifo_named_like_an_archive_is_refused_unread(
+    name: str, inputs: Path, dest: Path, settings: Settings
+) -> None:
+    fifo = inputs / name
+    os.mkfifo(fifo)  # opening it would block: the test would hang
+    with pytest.raises(BadInput, match=re.escape(f"archive {fifo}: not a regular file")) as caught:
+        intake(archive_spec(fifo), dest, settings)
+    assert caught.value.kind == "no_source"
+
+
+def test_link_to_a_device_is_refused_unread(inputs: Path, dest: Path, settings: Settings) -> None:
+    (inputs / "z.zip").symlink_to("/dev/zero")  # reading it never ends
+    with pytest.raises(BadInput, match=re.escape(f"archive {inputs}/z.zip: not a regular file")):
+        intake(archive_spec(inputs / "z.zip"), dest, settings)
+    # Resolved first, as the CLI does.
+    with pytest.raises(BadInput, match="archive /dev/zero: not a regular file"):
+        intake(archive_spec(Path("/dev/zero")), dest, settings)

@@ -77,14 +77,14 @@ def make_spec(
     source: str, ref: str | None, changed_since: str | None, json_out: bool, **options: Any
 ) -> BuildSpec:
     """The CLI's words as a BuildSpec; anything invalid is a usage error naming the option."""
-    from gocaas.source import detect_kind
+    from gocaas.source import detect_kind, local_path
     from gocaas.spec import BuildOptions, SourceKind, SourceSpec, Target, TestOptions
 
     try:
         kind = detect_kind(source)
         if ref is not None and kind is not SourceKind.GIT:
-            raise BadInput(f"--ref only applies to a git URL, and {source!r} is a {kind}")
-        location = str(Path(source).resolve()) if kind is not SourceKind.GIT else source
+            raise BadInput(f"--ref only applies to a git URL, and {source!r} is a local {kind}")
+        location = local_path(source) if kind is not SourceKind.GIT else source
         targets = tuple(Target.parse(t) for t in options.pop("target") or ()) or (Target.host(),)
         tests = TestOptions(**options.pop("tests"))
         return BuildSpec(

@@ -210,12 +210,14 @@ def _submit(
 
     kind = detect_kind(source)
     if ref is not None and kind is not SourceKind.GIT:
-        raise BadInput(f"--ref only applies to a git URL, and {source!r} is a {kind}")
+        raise BadInput(f"--ref only applies to a git URL, and {source!r} is a local {kind}")
     if kind is SourceKind.GIT:
         return client.submit_git(source, ref, options)
     if kind is SourceKind.ARCHIVE:
-        if not Path(source).is_file():
+        if not Path(source).exists():
             raise BadInput(f"no archive {source!r}", kind="no_source")
+        if not Path(source).is_file():  # a fifo or a device would be read forever
+            raise BadInput(f"archive {source!r}: not a regular file", kind="no_source")
         return client.submit_archive(Path(source), options)
     with tempfile.TemporaryDirectory(prefix="gocaas-pack-") as scratch:
         packed = pack_directory(Path(source), Path(scratch) / "source.tar.gz")

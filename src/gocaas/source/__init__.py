@@ -18,13 +18,20 @@ from gocaas.source.git import clone, looks_like_git_url
 from gocaas.source.workspace import Checkout, Workspace
 from gocaas.spec import SourceKind, SourceSpec
 
-__all__ = ["Workspace", "detect_kind", "intake", "source_digest"]
+__all__ = ["Workspace", "detect_kind", "intake", "local_path", "source_digest"]
+
+# Each kind with its article, for messages.
+_A: dict[SourceKind, str] = {
+    SourceKind.DIRECTORY: "a directory",
+    SourceKind.ARCHIVE: "an archive",
+    SourceKind.GIT: "a git URL",
+}
 
 
 def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
     """Bring the source described by `spec` into `dest` (created if missing, must be empty) and digest it."""
     if spec.ref is not None and spec.kind is not SourceKind.GIT:
-        raise BadInput(f"a ref ({spec.ref}) only applies to git sources, not a {spec.kind}", kind="bad_ref")
+        raise BadInput(f"a ref ({spec.ref}) only applies to git sources, not {_A[spec.kind]}", kind="bad_ref")
     dest = dest.absolute()
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
@@ -32,7 +39,7 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
         raise InfraError(f"workspace directory {dest} is not empty", kind="internal")
     if spec.changed_since is not None and spec.kind is not SourceKind.DIRECTORY:
         raise BadInput(
-            f"--changed-since needs a local git checkout as the source, not a {spec.kind}", kind="bad_ref"
+            f"--changed-since needs a local git checkout as the source, not {_A[spec.kind]}", kind="bad_ref"
         )
     changed: tuple[str, ...] | None = None
     if spec.changed_since is not None:
@@ -51,14 +58,28 @@ def intake(spec: SourceSpec, dest: Path, settings: Settings) -> Workspace:
     )
 
 
+def local_path(location: str) -> str:
+    """The absolute path, links resolved, of a local directory or archive as the user named it."""
+    try:
+        return str(Path(location).resolve())
+    except RuntimeError as exc:  # how Python 3.11 reports a symlink loop
+        raise BadInput(f"{location!r}: symlink loop", kind="no_source") from exc
+    except OSError as exc:
+        raise BadInput(f"{location!r}: {(exc.strerror or str(exc)).lower()}", kind="no_source") from exc
+
+
 def detect_kind(location: str) -> SourceKind:
     """What the CLI's source argument is: an existing directory, a git URL, or an archive by its name.
 
     URLs are recognised before archive names: an archive is a local file, so a URL ending in .zip can only
     mean a repository.
     """
-    if Path(location).is_dir():
-        return SourceKind.DIRECTORY
+    try:
+        if Path(location).is_dir():
+            return SourceKind.DIRECTORY
+    except OSError as exc:  # a name too long, a directory on the way we may not search
+        if not looks_like_git_url(location):
+            raise BadInput(f"{location!r}: {(exc.strerror or str(exc)).lower()}", kind="no_source") from exc
     if looks_like_git_url(location):
         return SourceKind.GIT
     if is_archive_name(location):

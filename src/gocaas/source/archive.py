@@ -16,6 +16,7 @@ import posixpath
 import re
 import stat
 import tarfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -57,14 +58,21 @@ def extract_archive(path: Path, dest: Path, settings: Settings, *, label: str | 
     """Extract the archive at `path` into the existing, empty `dest` and find the module in it. Errors name
     the archive as `label` (default: its file name; an upload's stored name means nothing to its sender)."""
     name = label or path.name
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise BadInput(f"no such archive: {path}", kind="no_source") from None
+    except OSError as exc:  # a symlink loop, a name too long, a directory we may not search
+        raise BadInput(f"archive {path}: {(exc.strerror or str(exc)).lower()}", kind="no_source") from exc
+    if not stat.S_ISREG(info.st_mode):
+        # Never opened: reading a fifo blocks, a device may never end.
+        raise BadInput(f"archive {path}: not a regular file", kind="no_source")
     lowered = path.name.lower()
     if not lowered.endswith(ZIP_SUFFIXES + TAR_SUFFIXES):
         raise BadInput(f"{name}: not a .zip, .tar.gz or .tgz archive", kind="bad_archive")
-    if not path.is_file():
-        raise BadInput(f"no such archive: {path}", kind="no_source")
     if not os.access(path, os.R_OK):
         raise BadInput(f"cannot read archive {path}: permission denied", kind="no_source")
-    budget = _Budget(settings, path.stat().st_size)
+    budget = _Budget(settings, info.st_size)
     try:
         if lowered.endswith(ZIP_SUFFIXES):
             _extract_zip(path, dest, budget)
@@ -280,12 +288,23 @@ def _extract_tar(path: Path, dest: Path, budget: _Budget, label: str) -> None:
             paths: list[tuple[str, tuple[str, ...]]] = []
             links: set[tuple[str, ...]] = set()
             regular: set[tuple[str, ...]] = set()  # a hard link may only name a file that came before it
+            dirs: set[tuple[str, ...]] = set()
+            named: set[tuple[str, ...]] = set()
             while (member := archive.next()) is not None:
                 data = not (member.isdir() or member.issym() or member.islnk())
                 budget.charge(member.name, member.size if data else 0)
                 parts = _check_tar_member(member, dest)
                 if not parts:
                     continue
+                # tarfile would let the later entry replace the earlier; zip's O_EXCL refuses it, so do we
+                # (a directory named twice is harmless).
+                if parts in named and not (member.isdir() and parts in dirs):
+                    where = "/".join(parts)
+                    message = f"archive {label}: entries conflict at {where!r} (two entries of that name)"
+                    raise BadInput(message, kind="bad_archive")
+                named.add(parts)
+                if member.isdir():
+                    dirs.add(parts)
                 members.append(member)
                 paths.append((member.name, parts))
                 if member.issym():
@@ -312,11 +331,23 @@ def _check_tar_member(member: tarfile.TarInfo, dest: Path) -> tuple[str, ...]:
         raise _refuse(member.name, "devices, fifos and other special files are not allowed")
     if member.issym() or member.islnk():
         _check_link(member.name, "/".join(parts), member.linkname, hard=member.islnk())
+    if not _representable_time(member.mtime):
+        raise _refuse(member.name, f"modification time out of range ({member.mtime})")
     try:
         tarfile.data_filter(member, str(dest))
     except tarfile.FilterError as exc:
         raise _filter_refusal(exc) from exc
     return parts
+
+
+def _representable_time(mtime: float) -> bool:
+    """Whether the platform can take `mtime` (a pax header may hold any number, 1e20 or nan): tarfile sets
+    it on what it writes and would fail there with an OverflowError."""
+    try:
+        time.gmtime(mtime)  # converts to time_t as os.utime does, and refuses years past what C can hold
+    except (OverflowError, OSError, ValueError):
+        return False
+    return True
 
 
 def _filter_refusal(exc: tarfile.FilterError) -> BadInput:

@@ -27,14 +27,31 @@ def copy_directory(source: Path, dest: Path, settings: Settings) -> Checkout:
     if not source.is_dir():
         raise BadInput(f"not a directory: {source}", kind="no_source")
     real_root = Path(os.path.realpath(source))
-    # Fail before copying anything when there is nothing to build.
-    find_module_root(real_root, label=str(source))
-    info = describe_worktree(real_root, settings)
     try:
+        # Fail before copying anything when there is nothing to build.
+        find_module_root(real_root, label=str(source))
+        info = describe_worktree(real_root, settings)
         _copy_tree(real_root, dest, real_root, "")
     except PermissionError as exc:
-        raise BadInput(f"cannot read {exc.filename}: permission denied", kind="no_source") from exc
+        if (refusal := unreadable(exc, real_root, str(source))) is None:
+            raise
+        raise refusal from exc
     return Checkout(find_module_root(dest, label=str(source)), info.describe, info.commit)
+
+
+def unreadable(exc: PermissionError, root: Path, label: str) -> BadInput | None:
+    """The BadInput for a part of the user's tree at `root` that can't be read, named relative to it (the
+    tree itself as `label`); None when the error is about a path outside the tree, such as our own copy."""
+    named = exc.filename
+    path = Path(named) if isinstance(named, (str, os.PathLike)) else root
+    # Without search permission on its directory nothing in it can be looked at: blame the directory.
+    if path != root and path.parent.is_relative_to(root) and not os.access(path.parent, os.X_OK):
+        path = path.parent
+    if not path.is_relative_to(root):
+        return None
+    rel = path.relative_to(root).as_posix()
+    verb = "list" if os.path.isdir(path) else "read"  # noqa: PTH112 - never raises, unlike Path.is_dir
+    return BadInput(f"cannot {verb} {label if rel == '.' else rel}: permission denied", kind="no_source")
 
 
 def _copy_tree(directory: Path, target: Path, real_root: Path, prefix: str) -> None:

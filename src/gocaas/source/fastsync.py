@@ -12,8 +12,11 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
+from gocaas.errors import BadInput
 from gocaas.settings import Settings
+from gocaas.source.directory import unreadable
 from gocaas.source.git import describe_worktree
 from gocaas.source.stable import Synced, content_mtime, finish, load_record, remove_extra, state
 from gocaas.source.workspace import VCS_DIRS, Workspace
@@ -22,9 +25,16 @@ SOURCE_RECORD = "source-record.json"
 _CHUNK = 1 << 20
 
 
+def _walk_error(exc: OSError) -> None:
+    # A directory that can't be listed must not quietly drop out of the build and its digest; one that
+    # vanished while we walked is simply absent.
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
+
+
 def _scan(source: Path) -> dict[str, os.stat_result] | None:
     found: dict[str, os.stat_result] = {}
-    for dirpath, dirnames, filenames in os.walk(source):
+    for dirpath, dirnames, filenames in os.walk(source, onerror=_walk_error):
         dirnames[:] = [d for d in dirnames if d not in VCS_DIRS]
         base = Path(dirpath)
         for name in [*dirnames, *filenames]:
@@ -36,11 +46,11 @@ def _scan(source: Path) -> dict[str, os.stat_result] | None:
     return found
 
 
-def _copy_hashing(src: Path, dest: Path, mode: int) -> str:
+def _copy_hashing(reader: BinaryIO, dest: Path, mode: int) -> str:
     digest = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.gocaas-tmp")
-    with src.open("rb") as reader, tmp.open("wb") as writer:
+    with tmp.open("wb") as writer:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
             writer.write(chunk)
@@ -49,14 +59,25 @@ def _copy_hashing(src: Path, dest: Path, mode: int) -> str:
     return digest.hexdigest()
 
 
+def _refusal(exc: PermissionError, source: Path, label: str) -> BadInput:
+    # Only the user's tree is read here, so the error is always about a part of it.
+    return unreadable(exc, source, label) or BadInput(
+        f"cannot read {label}: permission denied", kind="no_source"
+    )
+
+
 def fast_sync(
     source: Path, target: Path, record: Path, settings: Settings
 ) -> tuple[Workspace, Synced] | None:
     """Sync `source` into `target` reading only changed files; None when the fast path does not apply."""
+    label = str(source)
     source = Path(os.path.realpath(source))
-    if not (source / "go.mod").is_file():
-        return None
-    files = _scan(source)
+    try:
+        if not (source / "go.mod").is_file():
+            return None
+        files = _scan(source)
+    except PermissionError as exc:
+        raise _refusal(exc, source, label) from exc
     if files is None:
         return None
     first = not record.exists()
@@ -82,7 +103,12 @@ def fast_sync(
             after[rel] = written_before
         else:
             executable = "x" if info.st_mode & stat.S_IXUSR else "-"
-            entry_hash = f"f:{executable}:{_copy_hashing(source / rel, dest, info.st_mode)}"
+            try:
+                reader = (source / rel).open("rb")
+            except PermissionError as exc:
+                raise _refusal(exc, source, label) from exc
+            with reader:
+                entry_hash = f"f:{executable}:{_copy_hashing(reader, dest, info.st_mode)}"
             mtime = content_mtime(entry_hash)
             os.utime(dest, (mtime, mtime))
             written += 1
