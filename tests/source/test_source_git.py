@@ -198,6 +198,24 @@ def test_url_scheme(url: str, scheme: str) -> None:
     assert url_scheme(url) == scheme
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("file://", "names no path"),
+        ("ssh://", "names no host"),
+        ("https://", "names no host"),
+        ("git://[::1", "names no host"),
+        ("https://github.com", "names no repository"),
+        ("git@host:", "needs a host and a path"),
+    ],
+)
+def test_malformed_urls_are_bad_input_not_a_network_failure(url: str, words: str) -> None:
+    # git itself fails on these as if the network or the server had: exit 3, "infrastructure"
+    with pytest.raises(BadInput, match=words) as caught:
+        url_scheme(url)
+    assert caught.value.kind == "bad_url"
+
+
 def test_credentials_redacted() -> None:
     assert redact("https://user:token@example.com/r.git") == "https://***@example.com/r.git"
     assert redact("https://ghp_secret@example.com/r.git") == "https://***@example.com/r.git"

@@ -98,19 +98,39 @@ def url_scheme(url: str) -> str:
     if match:
         scheme = match.group(1).lower()
         scheme = _SSH_ALIASES.get(scheme, scheme)
-        host = url[match.end() :].split("/", 1)[0].rpartition("@")[2]
+        rest = url[match.end() :]
+        authority, _, path = rest.partition("/")
+        host = authority.rpartition("@")[2]
         if host.lstrip("[").startswith("-"):  # would reach ssh as an option
             raise BadInput(f"git URL {redact(url)!r} has a host starting with '-'", kind="bad_url")
+        # Caught here, git's own complaints about these read like a network or server failure.
+        if scheme == "file":
+            if not rest.strip("/"):
+                raise BadInput(f"git URL {redact(url)!r} names no path", kind="bad_url")
+        elif not _host_name(host):
+            raise BadInput(f"git URL {redact(url)!r} names no host (or a malformed one)", kind="bad_url")
+        elif not path.strip("/"):
+            raise BadInput(f"git URL {redact(url)!r} names no repository on its host", kind="bad_url")
         return scheme
     match = _HELPER_RE.match(url)
     if match:
         return match.group(1).lower()
     colon, slash = url.find(":"), url.find("/")
     if colon != -1 and (slash == -1 or colon < slash):
-        if url[:colon].rpartition("@")[2].startswith("-"):
+        host = url[:colon].rpartition("@")[2]
+        if host.startswith("-"):
             raise BadInput(f"git URL {redact(url)!r} has a host starting with '-'", kind="bad_url")
+        if not host or not url[colon + 1 :].strip("/"):
+            raise BadInput(f"git URL {redact(url)!r} needs a host and a path (host:path)", kind="bad_url")
         return "ssh"
     return "file"
+
+
+def _host_name(host: str) -> str:
+    """The host of a URL's host[:port] part ("" if none, or an unclosed IPv6 bracket)."""
+    if host.startswith("["):
+        return host[1 : host.index("]")] if "]" in host else ""
+    return host.partition(":")[0]
 
 
 def git_env(home: Path, settings: Settings) -> dict[str, str]:
