@@ -169,16 +169,15 @@ def test_a_build_past_its_own_timeout_fails_as_a_timeout(make_server: ServerFact
     assert not _test_binaries("timesout")
 
 
+def serve_once(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`gocaas serve ARGS` that is expected to refuse to start: its exit status and output."""
+    command = [sys.executable, "-m", "gocaas", "serve", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_a_second_server_on_the_same_data_directory_is_refused(make_server: ServerFactory) -> None:
     first = make_server(workers=1)
-    second = subprocess.run(
-        [sys.executable, "-m", "gocaas", "serve", "--port", "0", "--workers", "1"],
-        env=first.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = serve_once(first.env, "--port", "0", "--workers", "1")
     assert second.returncode == 3
     assert f"another gocaas serve (pid {first.process.pid}" in second.stderr  # type: ignore[union-attr]
     assert "GOCAAS_HOME" in second.stderr
@@ -192,26 +191,12 @@ def test_a_second_server_on_the_same_data_directory_is_refused(make_server: Serv
 
 def test_a_taken_port_is_refused_before_anything_starts_port_0_is_told(make_server: ServerFactory) -> None:
     first = make_server(workers=1)
-    taken = subprocess.run(
-        [sys.executable, "-m", "gocaas", "serve", "--port", str(first.port), "--workers", "0"],
-        env=first.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    taken = serve_once(first.env, "--port", str(first.port), "--workers", "0")
     assert taken.returncode == 2, taken.stderr
     assert f"cannot listen on 127.0.0.1:{first.port}" in taken.stderr
     assert "Traceback" not in taken.stderr and "serving on" not in taken.stderr
     # An empty --host (say, an unset "$HOST") would bind every interface.
-    empty = subprocess.run(
-        [sys.executable, "-m", "gocaas", "serve", "--host", "", "--workers", "0"],
-        env=first.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    empty = serve_once(first.env, "--host", "", "--workers", "0")
     assert empty.returncode == 2 and "--host is empty" in empty.stderr
     # --port 0: the line says the port it got, and the API answers there.
     any_port = subprocess.Popen(
