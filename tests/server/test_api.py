@@ -101,6 +101,12 @@ def test_artifacts_are_checksummed_with_etag_and_ranges(
         assert part.content == whole.content[100:200]
         cached = admin.get(artifact["url"], headers={"If-None-Match": whole.headers["etag"]})
         assert cached.status_code == 304 and cached.content == b""
+        for weakly in (f"W/{whole.headers['etag']}", '"other", *'):  # RFC 9110: both match
+            assert admin.get(artifact["url"], headers={"If-None-Match": weakly}).status_code == 304
+        head = admin.head(artifact["url"])
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["x-checksum-sha256"] == artifact["sha256"]
+        assert int(head.headers["content-length"]) == artifact["size"]
     assert admin.get(f"/v1/builds/{build_id}/artifacts/nope").status_code == 404
     # Several binaries: the single-artifact URL says which to pick instead of guessing.
     ambiguous = admin.get(f"/v1/builds/{build_id}/artifact")
@@ -227,10 +233,13 @@ def test_metrics_count_builds_stages_and_the_queue(
 
 def test_health_and_openapi(server: ServerProcess) -> None:
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert httpx.head(f"{server.url}/healthz").status_code == 200  # load balancers probe with HEAD
     ready = httpx.get(f"{server.url}/readyz").json()
     assert ready["status"] == "ok" and ready["workers"] == 1
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert {"/v1/build", "/v1/builds", "/v1/builds/{build_id}/log"} <= set(spec["paths"])
+    operation_ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(operation_ids) == len(set(operation_ids))  # generated clients need them unique
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
 

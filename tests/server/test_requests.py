@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gocaas.server.intake import fingerprint
+from gocaas.spec import BuildOptions, BuildSpec, SourceKind, SourceSpec, Target
 from tests.conftest import EXAMPLES
 from tests.server.conftest import ServerFactory
 from tests.support.server import ServerProcess, upload
@@ -302,3 +304,13 @@ def test_cancelling_a_queued_upload_removes_it_and_a_finished_build_answers_200(
     assert list((server.home / "uploads").glob(f"{build_id}.*")) == []  # no executor will ever remove it
     again = client.post(f"/v1/builds/{build_id}/cancel")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+def test_a_different_timeout_is_a_different_build() -> None:
+    # A request for a longer timeout must not be handed a queued build that will stop sooner.
+    source = SourceSpec(kind=SourceKind.GIT, location="https://git.example.test/m.git")
+    spec = BuildSpec(source=source, options=BuildOptions(targets=(Target.parse("linux/amd64"),)))
+    assert fingerprint(spec, 1) == fingerprint(spec, 1) != fingerprint(spec, 2)
+    assert fingerprint(spec, 1, timeout_s=60) == fingerprint(spec, 1, timeout_s=60)
+    timeouts = (None, 60.0, 120.0)
+    assert len({fingerprint(spec, 1, timeout_s=t) for t in timeouts}) == len(timeouts)

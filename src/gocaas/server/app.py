@@ -82,6 +82,7 @@ def create_app(settings: Settings, *, workers: int | None = None, run_executor: 
     app.include_router(files.router)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
+    @app.head("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

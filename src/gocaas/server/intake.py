@@ -99,13 +99,17 @@ def git_source(url: str, ref: str | None, settings: Settings, *, prefix: str = "
         raise FieldError(f"{prefix}ref", e.errors()[0]["msg"]) from None
 
 
-def fingerprint(spec: BuildSpec, tenant_id: int, content: str | None = None) -> str:
+def fingerprint(
+    spec: BuildSpec, tenant_id: int, content: str | None = None, timeout_s: float | None = None
+) -> str:
     """Identical requests of one tenant share this. `content` (an upload's sha256) replaces the upload's
-    path, which differs per request."""
+    path, which differs per request. The timeout counts: a request for a longer one must not be handed a
+    queued build that will stop sooner."""
     data = spec.model_dump(mode="json", exclude={"options": {"reuse"}})
     if content is not None:
         data["source"]["location"] = f"sha256:{content}"
-    canonical = json.dumps([tenant_id, data], sort_keys=True, separators=(",", ":"))
+    key: list[object] = [tenant_id, data] if timeout_s is None else [tenant_id, data, timeout_s]
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

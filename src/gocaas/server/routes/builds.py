@@ -135,16 +135,17 @@ async def submit(
                 415, f"unsupported content type {content_type!r}: send JSON or multipart/form-data"
             )
         spec = make_spec(source, body, service.default_target)
+        timeout_s = _timeout(body, service)
         record, created = await run_in_threadpool(
             service.submit,
             caller,
             spec,
-            fingerprint=fingerprint(spec, caller.tenant_id, content),
+            fingerprint=fingerprint(spec, caller.tenant_id, content, timeout_s),
             priority=body.priority,
             idempotency_key=key,
             build_id=build_id,
             upload=str(upload) if upload else None,
-            timeout_s=_timeout(body, service),
+            timeout_s=timeout_s,
         )
     except BaseException:
         if upload is not None:

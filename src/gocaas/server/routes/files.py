@@ -120,7 +120,9 @@ def list_artifacts(
 def _serve(artifact: ArtifactRecord, if_none_match: str | None) -> Response:
     etag = f'"{artifact.sha256}"'
     headers = {"ETag": etag, "X-Checksum-Sha256": artifact.sha256, "Cache-Control": "private, immutable"}
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x", and * matches what exists.
+    given = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    if etag in given or "*" in given:
         return Response(status_code=304, headers=headers)
     path = Path(artifact.path)
     if not path.is_file():
@@ -128,7 +130,11 @@ def _serve(artifact: ArtifactRecord, if_none_match: str | None) -> Response:
     return FileResponse(path, filename=artifact.name, headers=headers, media_type="application/octet-stream")
 
 
-@router.get("/artifacts/{name}", summary="Download an artifact (ETag = its sha256, Range supported)")
+@router.get(
+    "/artifacts/{name}",
+    summary="Download an artifact (ETag = its sha256, Range supported; HEAD for the headers alone)",
+)
+@router.head("/artifacts/{name}", include_in_schema=False)
 def get_artifact(
     build_id: str,
     name: str,
@@ -144,6 +150,7 @@ def get_artifact(
 
 
 @router.get("/artifact", summary="The build's binary (the compile-as-a-service form's artifact_url)")
+@router.head("/artifact", include_in_schema=False)
 def get_primary_artifact(
     build_id: str,
     caller: Caller,
