@@ -79,6 +79,8 @@ def test_missing_source_is_bad_input(cli: CliFn, tmp_path: Path) -> None:
     proc = cli("build", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert "nope" in proc.stderr
+    empty = cli("build", "", cwd=EXAMPLES / "hello")  # Path("") would be the working directory
+    assert empty.returncode == 2 and "the source is empty" in empty.stderr, empty.stderr
 
 
 def test_unusable_out_and_report_are_refused_before_the_build(cli: CliFn, tmp_path: Path) -> None:

@@ -74,6 +74,9 @@ def detect_kind(location: str) -> SourceKind:
     URLs are recognised before archive names: an archive is a local file, so a URL ending in .zip can only
     mean a repository.
     """
+    if not location.strip():  # Path("") is the working directory: an unset "$SRC" must not build that
+        message = "the source is empty: give a module directory, an archive or a git URL"
+        raise BadInput(message, kind="no_source")
     try:
         if Path(location).is_dir():
             return SourceKind.DIRECTORY
