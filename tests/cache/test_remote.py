@@ -241,3 +241,48 @@ def test_a_remote_that_comes_back(tmp_path: Path, live_server: Callable[..., Liv
 
 def local_root(store: Store) -> Path:
     return Path(store.root)
+
+
+class _Boundless(BaseHTTPRequestHandler):
+    """Claims an object of 10^18 bytes, and a manifest without end; streams until the client hangs up."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if "/traces/" in self.path:
+            line = (sha(b"a").hex() + " " + sha(b"o").hex() + " 1 0\n").encode()
+        else:
+            self.send_header("X-Gocaas-Output-Id", sha(b"o").hex())
+            self.send_header("X-Gocaas-Size", str(10**18))
+            self.send_header("X-Gocaas-Time-Ns", "0")
+            self.send_header("Content-Length", str(10**18))
+            line = bytes(1 << 16)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(line * 16)
+        except OSError:  # the client refused it: good
+            pass
+
+
+def test_a_remote_claiming_boundless_bodies_fills_neither_disk_nor_memory(tmp_path: Path) -> None:
+    # Before: one get wrote 8.4 GB into tmp/ in 20 s; an endless manifest grew cacheprog to 24 GB until the
+    # kernel killed it, and the go command with it.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Boundless)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        local = tmp_path / "local"
+        s = session(local, f"http://127.0.0.1:{server.server_address[1]}", tmp_path, "--flush-timeout", "1")
+        started = time.monotonic()
+        for i in range(3):
+            assert s.get(sha(b"k%d" % i)) == {"ID": s.next_id, "Miss": True}
+        assert s.close() == 0
+        assert time.monotonic() - started < 30
+        assert sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) < 1 << 20
+    finally:
+        server.shutdown()
+        server.server_close()

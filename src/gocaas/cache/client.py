@@ -26,6 +26,10 @@ from gocaas.cache.store import Entry
 OCTET = "application/octet-stream"
 MIN_RATE = 1 << 20  # bytes/s: a body arriving slower than this (after the timeout) is a failure
 SMALL = 64 << 10  # bodies up to this are read whole
+# What a remote may claim: an object past the server's own limit (gocaas cache serve takes up to 2 GiB),
+# or a manifest past this, is refused before it fills the disk or memory.
+MAX_OBJECT = 4 << 30
+MAX_MANIFEST = 64 << 20
 _CHUNK = 1 << 20
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -139,7 +143,10 @@ class HTTPRemote:
         """The entries of the newest trace holding action_id, in its order; [] if none holds it."""
         path = f"/v1/{namespace}/traces/{action_id.hex()}"
         conn, resp = self._exchange("GET", path, timeout=self.timeout)
-        data = resp.read()
+        data = _read_limited(resp, MAX_MANIFEST, time.monotonic() + self.timeout + MAX_MANIFEST / MIN_RATE)
+        if data is None:
+            conn.close()
+            raise RemoteError(f"GET {path}: manifest over {MAX_MANIFEST} bytes, or too slow")
         if resp.status == 404:
             self._release(conn, resp)
             return []
@@ -286,16 +293,18 @@ class HTTPRemote:
 
     def _read_body(self, resp: http.client.HTTPResponse, writer: Sink, size: int, path: str) -> None:
         write = writer.write
+        if size > MAX_OBJECT:
+            raise RemoteError(f"GET {path}: an object of {size} bytes (over {MAX_OBJECT})")
+        deadline = time.monotonic() + self.timeout + size / MIN_RATE
         if size <= SMALL:
-            data = resp.read()
-            if len(data) != size:
-                raise RemoteError(f"GET {path}: body of {len(data)} bytes, expected {size}")
+            data = _read_limited(resp, size, deadline)  # a drip would otherwise pass every read's timeout
+            if data is None or len(data) != size:
+                raise RemoteError(f"GET {path}: body not {size} bytes, or too slow")
             write(data)
             return
         buf = getattr(self._local, "buf", None)
         if buf is None:
             buf = self._local.buf = memoryview(bytearray(_CHUNK))
-        deadline = time.monotonic() + self.timeout + size / MIN_RATE
         got = 0
         while got < size:
             n = resp.readinto(buf[: min(_CHUNK, size - got)])
@@ -305,6 +314,19 @@ class HTTPRemote:
             got += n
             if time.monotonic() > deadline:
                 raise RemoteError(f"GET {path}: too slow ({got} of {size} bytes)")
+
+
+def _read_limited(resp: http.client.HTTPResponse, limit: int, deadline: float) -> bytes | None:
+    """The body, or None if it is longer than limit or still coming at the deadline."""
+    parts: list[bytes] = []
+    got = 0
+    while chunk := resp.read1(min(_CHUNK, limit + 1 - got)):
+        parts.append(chunk)
+        got += len(chunk)
+        if got > limit or time.monotonic() > deadline:
+            return None
+    resp.read()  # nothing is left; this marks the response done, so that its connection can be reused
+    return b"".join(parts)
 
 
 class PackStream:
@@ -327,6 +349,8 @@ class PackStream:
             found = bytes.fromhex(oid.decode()), int(size)
         except ValueError:
             raise RemoteError(f"pack: malformed object header {line[:100]!r}") from None
+        if found[1] > MAX_OBJECT:
+            raise RemoteError(f"pack: an object of {found[1]} bytes (over {MAX_OBJECT})")
         self._left = max(0, found[1])
         return found
 

@@ -191,8 +191,11 @@ class Prefetcher:
             while (head := stream.next()) is not None and not self._stopped:
                 output_id, size = head
                 group = by_output.pop(output_id, None)
-                if group is None or size != group[0][1].size:
-                    continue  # not asked, absent (-1) or another size: those gets go on their own
+                if group is None:
+                    continue  # not asked for
+                if size != group[0][1].size:  # absent (-1) or another size: those gets go on their own, now
+                    self._give_up([a for a, _ in group])
+                    continue
                 if self._have(group[0][1]):
                     stream.skip()  # fetched on its own meanwhile
                     self._settle(group)
