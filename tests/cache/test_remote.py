@@ -286,3 +286,44 @@ def test_a_remote_claiming_boundless_bodies_fills_neither_disk_nor_memory(tmp_pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _WritesHang(BaseHTTPRequestHandler):
+    """Answers reads (nothing here) at once; takes writes and never answers them."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        time.sleep(120)
+
+    do_HEAD = do_GET
+    do_POST = do_PUT
+
+
+def test_close_is_bounded_by_the_flush_timeout_when_writes_hang(tmp_path: Path) -> None:
+    # The uploads were dropped at --flush-timeout, but the session's trace was then sent with the whole
+    # upload timeout: 35 s to close instead of ~1.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WritesHang)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        s = session(tmp_path / "local", f"http://127.0.0.1:{server.server_address[1]}", tmp_path,
+                    "--flush-timeout", "1")  # fmt: skip
+        assert s.get(AID) == {"ID": s.next_id, "Miss": True}
+        assert "Err" not in s.put(AID, BODY)
+        started = time.monotonic()
+        assert s.close() == 0
+        assert time.monotonic() - started < 15
+        (line,) = read_stats(tmp_path / "stats.jsonl")
+        assert line["traces_sent"] == 0, line
+    finally:
+        server.shutdown()
+        server.server_close()

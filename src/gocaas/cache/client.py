@@ -135,9 +135,9 @@ class HTTPRemote:
         self._simple("PUT", f"/v1/{namespace}/ac/{action_id.hex()}", json.dumps(doc).encode(), headers)
 
     # -- prefetching (traces.py on the server, prefetch.py here)
-    def put_trace(self, namespace: str, action_ids: list[bytes]) -> None:
+    def put_trace(self, namespace: str, action_ids: list[bytes], timeout: float | None = None) -> None:
         body = b"".join(a.hex().encode() + b"\n" for a in action_ids)
-        self._simple("POST", f"/v1/{namespace}/traces", body, {"Content-Type": "text/plain"})
+        self._simple("POST", f"/v1/{namespace}/traces", body, {"Content-Type": "text/plain"}, timeout)
 
     def manifest(self, namespace: str, action_id: bytes) -> list[tuple[bytes, Entry]]:
         """The entries of the newest trace holding action_id, in its order; [] if none holds it."""
@@ -215,8 +215,16 @@ class HTTPRemote:
             conn.close()
 
     # -- plumbing
-    def _simple(self, method: str, path: str, body: BinaryIO | bytes, headers: dict[str, str]) -> None:
-        conn, resp = self._exchange(method, path, body=body, headers=headers, timeout=self.upload_timeout)
+    def _simple(
+        self,
+        method: str,
+        path: str,
+        body: BinaryIO | bytes,
+        headers: dict[str, str],
+        timeout: float | None = None,
+    ) -> None:
+        wait = self.upload_timeout if timeout is None else timeout
+        conn, resp = self._exchange(method, path, body=body, headers=headers, timeout=wait)
         data = resp.read()
         self._check(resp, path, conn, data)
         self._release(conn, resp)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 ENTRY_FLUSH_S = 30.0  # after the session, how long the prefetched entries may take to be written
 HEAD_MIN = 64 << 10  # objects up to this are PUT without asking first: a HEAD costs as much
+TRACE_MIN_S = 1.0  # the least the trace may take at close, even when the uploads used the whole flush time
 
 
 def import_pybreaker() -> Any:
@@ -215,17 +216,20 @@ class RemoteTier:
         with self._lock:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)
-            send_trace = self.upload_enabled and bool(trace) and self.prefetcher is not None
+            # Uploads still pending at the deadline: a remote this slow would hold the trace for its whole
+            # upload timeout as well (30 s past a 5 s flush, measured), so it goes without one.
+            drained = not self._pending
+            send_trace = self.upload_enabled and bool(trace) and self.prefetcher is not None and drained
             self.upload_enabled = False  # the uploader drops what is left
         if self._uploader is not None:
             self._queue.put(None)
         if send_trace and trace and self.prefetcher is not None and not self.prefetcher.covered(trace):
-            self._send_trace(trace)
+            self._send_trace(trace, max(TRACE_MIN_S, deadline - time.monotonic()))
         self.client.close()
 
-    def _send_trace(self, trace: list[bytes]) -> None:
+    def _send_trace(self, trace: list[bytes], timeout: float) -> None:
         try:
-            self._guarded(self.client.put_trace, self.namespace, trace)
+            self._guarded(self.client.put_trace, self.namespace, trace, timeout)
             self._count(traces_sent=1)
         except self._breaker_error:
             pass
