@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -156,12 +157,27 @@ def dead_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-class _Failing(BaseHTTPRequestHandler):
+class _Quiet(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A misbehaving remote on loopback, for the block: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # a handler that never answers must not hold the test up
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Failing(_Quiet):
     def do_GET(self) -> None:
         self.send_response(500)
         self.send_header("Content-Length", "0")
@@ -172,12 +188,8 @@ class _Failing(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def failing_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Failing) as url:
+        yield url
 
 
 @pytest.fixture
@@ -243,13 +255,10 @@ def local_root(store: Store) -> Path:
     return Path(store.root)
 
 
-class _Boundless(BaseHTTPRequestHandler):
+class _Boundless(_Quiet):
     """Claims an object of 10^18 bytes, and a manifest without end; streams until the client hangs up."""
 
     protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.send_response(200)
@@ -272,29 +281,19 @@ class _Boundless(BaseHTTPRequestHandler):
 def test_a_remote_claiming_boundless_bodies_fills_neither_disk_nor_memory(tmp_path: Path) -> None:
     # Before: one get wrote 8.4 GB into tmp/ in 20 s; an endless manifest grew cacheprog to 24 GB until the
     # kernel killed it, and the go command with it.
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Boundless)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
+    with serving(_Boundless) as url:
         local = tmp_path / "local"
-        s = session(local, f"http://127.0.0.1:{server.server_address[1]}", tmp_path, "--flush-timeout", "1")
+        s = session(local, url, tmp_path, "--flush-timeout", "1")
         started = time.monotonic()
         for i in range(3):
             assert s.get(sha(b"k%d" % i)) == {"ID": s.next_id, "Miss": True}
         assert s.close() == 0
         assert time.monotonic() - started < 30
         assert sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) < 1 << 20
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-class _WritesHang(BaseHTTPRequestHandler):
+class _WritesHang(_Quiet):
     """Answers reads (nothing here) at once; takes writes and never answers them."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.send_response(404)
@@ -311,12 +310,8 @@ class _WritesHang(BaseHTTPRequestHandler):
 def test_close_is_bounded_by_the_flush_timeout_when_writes_hang(tmp_path: Path) -> None:
     # The uploads were dropped at --flush-timeout, but the session's trace was then sent with the whole
     # upload timeout: 35 s to close instead of ~1.
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WritesHang)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        s = session(tmp_path / "local", f"http://127.0.0.1:{server.server_address[1]}", tmp_path,
-                    "--flush-timeout", "1")  # fmt: skip
+    with serving(_WritesHang) as url:
+        s = session(tmp_path / "local", url, tmp_path, "--flush-timeout", "1")
         assert s.get(AID) == {"ID": s.next_id, "Miss": True}
         assert "Err" not in s.put(AID, BODY)
         started = time.monotonic()
@@ -324,6 +319,3 @@ def test_close_is_bounded_by_the_flush_timeout_when_writes_hang(tmp_path: Path) 
         assert time.monotonic() - started < 15
         (line,) = read_stats(tmp_path / "stats.jsonl")
         assert line["traces_sent"] == 0, line
-    finally:
-        server.shutdown()
-        server.server_close()
