@@ -201,18 +201,67 @@ def hanging_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.parametrize("kind", ["dead", "failing", "hanging"])
-def test_a_broken_remote_is_bypassed(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+BAD = b"not what its name says" * 10
+KEYS = [sha(b"k%d" % i) for i in range(20)]
+
+
+class _Lying(_Quiet):
+    """Answers every get, in a manifest naming all of KEYS, in a pack and alone, with a body (BAD) that does
+    not hash to the output ID it claims; fails writes."""
+
+    def do_GET(self) -> None:
+        oid = sha(b"claimed").hex()
+        if "/traces/" in self.path:
+            self._answer(b"".join(f"{k.hex()} {oid} {len(BAD)} 0\n".encode() for k in KEYS))
+        else:
+            self._answer(BAD, {"X-Gocaas-Output-Id": oid, "X-Gocaas-Size": str(len(BAD))})
+
+    def do_POST(self) -> None:  # a pack: each output ID asked for, with BAD
+        asked = self.rfile.read(int(self.headers["Content-Length"])).split()
+        self._answer(b"".join(a + b" %d\n" % len(BAD) + BAD for a in asked))
+
+    def do_PUT(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_PUT
+
+    def _answer(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(200)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def lying_url() -> Iterator[str]:
+    with serving(_Lying) as url:
+        yield url
+
+
+# "lying": before, bodies that failed their hash after a 200 never opened the breaker: every get downloaded
+# one and dropped it (a warm go build std, 12.5 s instead of 5 s with no remote at all)
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("dead", ()), ("failing", ()), ("hanging", ()), ("lying", ()), ("lying", ("--no-prefetch",))],
+    ids=["dead", "failing", "hanging", "lying-pack", "lying-alone"],
+)
+def test_a_broken_remote_is_bypassed(
+    tmp_path: Path, kind: str, extra: tuple[str, ...], request: pytest.FixtureRequest
+) -> None:
     url = request.getfixturevalue(f"{kind}_url")
     local = tmp_path / "local"
-    s = session(local, url, tmp_path, "--remote-timeout", "0.3", "--flush-timeout", "1")
+    s = session(local, url, tmp_path, "--remote-timeout", "0.3", "--flush-timeout", "1", *extra)
     started = time.monotonic()
-    for i in range(20):
-        assert s.get(sha(b"k%d" % i)) == {"ID": s.next_id, "Miss": True}, "a miss, never an error"
-    for i in range(20):
-        put = s.put(sha(b"k%d" % i), BODY + bytes([i]))
+    for key in KEYS:
+        assert s.get(key) == {"ID": s.next_id, "Miss": True}, "a miss, never an error"
+    for i, key in enumerate(KEYS):
+        put = s.put(key, BODY + bytes([i]))
         assert "Err" not in put and Path(put["DiskPath"]).read_bytes() == BODY + bytes([i])
-    assert s.get(sha(b"k3"))["Size"] == len(BODY) + 1, "the local store works on"
+    assert s.get(KEYS[3])["Size"] == len(BODY) + 1, "the local store works on"
     assert s.close() == 0
     assert time.monotonic() - started < 30
     (line,) = read_stats(tmp_path / "stats.jsonl")
@@ -319,3 +368,47 @@ def test_close_is_bounded_by_the_flush_timeout_when_writes_hang(tmp_path: Path) 
         assert time.monotonic() - started < 15
         (line,) = read_stats(tmp_path / "stats.jsonl")
         assert line["traces_sent"] == 0, line
+
+
+class _DrippingPack(_Quiet):
+    """A manifest naming all of KEYS at once; their pack, a byte every 50 ms (just under any read's timeout,
+    so only a deadline ends it); a get alone, a miss at once."""
+
+    def do_GET(self) -> None:
+        body = b""
+        if "/traces/" in self.path:
+            body = b"".join(f"{k.hex()} {sha(k).hex()} 100 0\n".encode() for k in KEYS)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        asked = self.rfile.read(int(self.headers["Content-Length"])).split()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(asked) * (64 + 5 + 100)))
+        self.end_headers()
+        try:
+            for byte in asked[0] + b" 100\n" + bytes(100):
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:  # the client hung up: good
+            pass
+
+
+def test_a_stalled_pack_holds_one_get_not_each(tmp_path: Path) -> None:
+    # Before, each get waited out the stall on its own (--remote-timeout), and the build with it: 2 s a get,
+    # half an hour for a go build std.
+    with serving(_DrippingPack) as url:
+        s = session(tmp_path / "local", url, tmp_path, "--remote-timeout", "0.5", "--flush-timeout", "1")
+        started = time.monotonic()
+        for key in KEYS:
+            assert s.get(key) == {"ID": s.next_id, "Miss": True}
+        took = time.monotonic() - started
+        assert s.close() == 0
+        assert took < len(KEYS) * 0.5 / 2, "the gets after the stall did not wait"
+        (line,) = read_stats(tmp_path / "stats.jsonl")
+        assert line["remote_errors"] == 1, "the stall, struck once on the breaker"
+        assert line["breaker_opens"] == 0 and line["remote_misses"] == len(KEYS), "each asked alone, after"
+        assert line["prefetched"] == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -163,9 +164,11 @@ class HTTPRemote:
             raise RemoteError(f"GET {path}: malformed manifest: {e}") from None
         return found
 
-    def pack(self, output_ids: list[bytes]) -> PackStream:
-        """Ask for many objects in one answer (POST /v1/cas/pack); read them from the PackStream in turn."""
+    def pack(self, output_ids: list[bytes], size: int = 0) -> PackStream:
+        """Ask for many objects in one answer (POST /v1/cas/pack); read them from the PackStream in turn.
+        `size`, the bytes expected, sets the stream's deadline (the timeout, plus size at MIN_RATE)."""
         body = b"".join(o.hex().encode() + b"\n" for o in output_ids)
+        deadline = time.monotonic() + self.timeout + size / MIN_RATE
         conn, resp = self._exchange("POST", "/v1/cas/pack", body=body, headers={"Content-Type": "text/plain"},
                                     timeout=self.timeout)  # fmt: skip
         try:
@@ -173,7 +176,7 @@ class HTTPRemote:
         except BaseException:
             conn.close()
             raise
-        return PackStream(resp, conn)
+        return PackStream(resp, conn, deadline)
 
     # -- Backend
     def get(self, namespace: str, action_id: bytes) -> Entry | None:
@@ -339,16 +342,24 @@ def _read_limited(resp: http.client.HTTPResponse, limit: int, deadline: float) -
 
 class PackStream:
     """The answer to a pack request: `next()` gives (output_id, size) of the next object (size -1: the remote
-    lacks it) or None at the end; then `read_into(sink)` or `skip()` consumes its bytes."""
+    lacks it) or None at the end; then `read_into(sink)` or `skip()` consumes its bytes.
 
-    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
-        self._resp, self._conn = resp, conn
+    Bytes are read as they arrive (one recv at a time), so `bytes_read` shows progress to other threads, and
+    a read fails past the deadline or once `close()` was called: a pack dripping just faster than the socket
+    timeout would otherwise never end."""
+
+    def __init__(
+        self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: float = math.inf
+    ) -> None:
+        self._resp, self._conn, self._deadline = resp, conn, deadline
         self._left = 0
+        self._closed = False
         self.bytes_read = 0
 
     def next(self) -> tuple[bytes, int] | None:
         if self._left:
             self.skip()
+        self._check_time()
         line = self._resp.readline(200)
         if not line:
             return None
@@ -364,27 +375,36 @@ class PackStream:
 
     def read_into(self, sink: Sink) -> None:
         while self._left:
-            chunk = self._resp.read(min(self._left, _CHUNK))
-            if not chunk:
-                raise RemoteError(f"pack: the answer ended {self._left} bytes into an object")
-            sink.write(chunk)
-            self._left -= len(chunk)
-            self.bytes_read += len(chunk)
+            sink.write(self._read())
 
     def read_all(self) -> bytes:
         """The whole of the current object."""
-        data = self._resp.read(self._left)
-        if len(data) != self._left:
-            raise RemoteError(f"pack: the answer ended {self._left - len(data)} bytes short of an object")
-        self._left = 0
-        self.bytes_read += len(data)
-        return data
+        parts = []
+        while self._left:
+            parts.append(self._read())
+        return b"".join(parts)  # one part (the usual case) is returned as it is
 
     def skip(self) -> None:
         self.read_into(_Discard())
 
     def close(self) -> None:
+        self._closed = True
         self._conn.close()
+
+    def _read(self) -> bytes:
+        self._check_time()
+        chunk = self._resp.read1(min(self._left, _CHUNK))
+        if not chunk:
+            raise RemoteError(f"pack: the answer ended {self._left} bytes into an object")
+        self._left -= len(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def _check_time(self) -> None:
+        if self._closed:
+            raise RemoteError("pack: closed")
+        if time.monotonic() > self._deadline:
+            raise RemoteError(f"pack: too slow ({self.bytes_read} bytes by the deadline)")
 
 
 class _Discard:

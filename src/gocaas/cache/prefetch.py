@@ -9,8 +9,12 @@ local store as they stream in, in the order the go command is likely to ask. A g
 manifest waits for it to arrive instead of fetching it alone; a get for one outside every manifest asks for
 another manifest (up to MAX_MANIFESTS per session), or is fetched alone.
 
-Nothing here fails a build: a manifest or pack that fails or stalls for `stall_s` releases its waiters,
-who fetch on their own (remote.py), and the stream stops at the session's close.
+Nothing here fails a build: a manifest or pack that fails releases its waiters, who fetch on their own
+(remote.py), and the stream stops at the session's close. A get that has waited `stall_s` while the packs
+brought less than MIN_RATE ends the prefetching for the session: a pack dripping just fast enough to pass
+every read's timeout would otherwise hold each get for `stall_s` (a 1,000-get build, half an hour). A stall,
+a cut pack and a body that does not hash to its name are failures of the remote, struck on its breaker
+(`strike`); a breaker that opens stops the prefetching too (remote.py).
 """
 
 # ruff: noqa: PTH202 - str paths and os calls, as in store.py
@@ -24,7 +28,7 @@ from collections.abc import Callable
 from queue import Queue, SimpleQueue
 from typing import Any
 
-from gocaas.cache.client import HTTPRemote, PackStream
+from gocaas.cache.client import MIN_RATE, HTTPRemote, PackStream, RemoteError
 from gocaas.cache.files import ObjectWriter
 from gocaas.cache.store import Entry, Store
 
@@ -45,11 +49,12 @@ class Prefetcher:
         *,
         guarded: Callable[..., Any],
         failed: Callable[[BaseException], None],
+        strike: Callable[[BaseException], None],
         count: Callable[..., None],
         stall_s: float = 2.0,
     ) -> None:
         self.store, self.namespace, self.client = store, namespace, client
-        self._guarded, self._failed, self._count = guarded, failed, count
+        self._guarded, self._failed, self._strike, self._count = guarded, failed, strike, count
         self.stall_s = stall_s
         self._cond = threading.Condition()
         self._expected: set[bytes] = set()  # actions of the manifests being streamed
@@ -89,8 +94,30 @@ class Prefetcher:
                 self._wait(lambda: not self._loading or action_id in self._expected)
             if action_id not in self._expected:
                 return None
-            self._wait(lambda: action_id in self._settled)
-            return self._ready.get(action_id)
+            if self._await(action_id):
+                return self._ready.get(action_id)
+        if self.stop():  # the first of the gets that saw the stall: one failure, not one per get waiting
+            self._strike(RemoteError(f"pack: under {MIN_RATE} bytes/s for {self.stall_s:g} s"))
+        return None
+
+    def _await(self, action_id: bytes) -> bool:
+        """Under the lock: wait until action_id is settled, or the session stopped, or at most WAIT_MAX_S;
+        False if the packs stalled meanwhile (brought less than MIN_RATE over a stall_s without news)."""
+        deadline = time.monotonic() + WAIT_MAX_S
+        mark = self._received()
+        while action_id not in self._settled and not self._stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if not self._cond.wait(min(self.stall_s, left)):
+                received = self._received()
+                if received - mark < MIN_RATE * self.stall_s:
+                    return False
+                mark = received
+        return True
+
+    def _received(self) -> int:
+        return sum(stream.bytes_read for stream in self._streams)
 
     def _start(self, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name="prefetch", daemon=True)
@@ -106,14 +133,16 @@ class Prefetcher:
             if left <= 0 or not self._cond.wait(min(self.stall_s, left)):
                 return
 
-    def stop(self) -> None:
-        """At the session's close: stop streaming (what is half written is dropped), release waiters."""
+    def stop(self) -> bool:
+        """At the session's close, or on a stall or an open breaker: stop streaming (what is half written is
+        dropped), release waiters. Whether it was streaming until now."""
         with self._cond:
-            self._stopped = True
+            was, self._stopped = not self._stopped, True
             streams = list(self._streams)
             self._cond.notify_all()
         for stream in streams:
             stream.close()
+        return was
 
     def finish(self, timeout: float) -> None:
         """After the session (the go command no longer waits): stop, and give the threads up to timeout
@@ -182,8 +211,13 @@ class Prefetcher:
         stream = None
         pool = _Writers(self)
         started, wanted = time.monotonic(), len(by_output)
+        size = sum(group[0][1].size for group in by_output.values())
         try:
-            stream = self._guarded(self.client.pack, list(by_output))
+            try:
+                stream = self._guarded(self.client.pack, list(by_output), size)
+            except Exception as e:  # counted by the breaker already
+                self._failed(e)
+                return
             with self._cond:
                 if self._stopped:
                     return
@@ -203,9 +237,11 @@ class Prefetcher:
                     pool.submit(output_id, group, stream.read_all())
                 else:
                     self._store_object(output_id, group, stream.read_into)
-        except Exception as e:  # a failed or cut stream, a body that does not hash to its name
+        except RemoteError as e:  # a cut, malformed or too slow stream, a body that does not hash to its name
             if not self._stopped:
-                self._failed(e)
+                self._strike(e)
+        except Exception as e:  # the local store failing
+            self._failed(e)
         finally:
             pool.finish()
             if stream is not None:
@@ -226,8 +262,8 @@ class Prefetcher:
             return
         try:
             self._store_object(output_id, group, lambda writer: writer.write(body))
-        except Exception as e:  # a full disk, a body that does not hash to its name
-            self._failed(e)
+        except Exception as e:  # a body that does not hash to its name (RemoteError), a full disk
+            (self._strike if isinstance(e, RemoteError) else self._failed)(e)
             self._give_up([a for a, _ in group])
 
     def _store_object(
@@ -238,6 +274,8 @@ class Prefetcher:
         writer = self.store.writer()
         try:
             fill(writer)
+            if writer.digest() != output_id:
+                raise RemoteError(f"pack: a body of {writer.size} bytes does not hash to {output_id.hex()}")
         except BaseException:
             writer.abort()
             raise

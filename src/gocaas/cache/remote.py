@@ -8,10 +8,11 @@
   that HEADs the object (for objects over HEAD_MIN; smaller ones are simply sent), PUTs it unless the remote
   has it, then PUTs the entry. `close()` waits for the queue up to a deadline; what is left is dropped.
 - A circuit breaker (pybreaker) guards every request: after `fail_max` failures in a row (connection
-  refused or reset, a timeout, 5xx, 401) it opens, and for `reset_timeout` seconds gets are misses and
-  uploads are dropped without asking the remote; then one trial request decides. When it opens, the time is
-  written next to the local store (remote-<hash>.down) and later cacheprog processes start open until
-  reset_timeout has passed since, so that a build's many go commands do not each wait for a dead remote.
+  refused or reset, a timeout, 5xx, 401, a body that does not hash to its name, a stalled pack) it opens,
+  and for `reset_timeout` seconds gets are misses and uploads are dropped without asking the remote; then
+  one trial request decides. When it opens, it stops the session's prefetching, and the time is written
+  next to the local store (remote-<hash>.down): later cacheprog processes start open until reset_timeout
+  has passed since, so that a build's many go commands do not each wait for a dead remote.
   Nothing here raises into the GOCACHEPROG server: a remote failure is a miss, or an upload not made.
 """
 
@@ -19,6 +20,7 @@
 # ruff: noqa: PTH103, PTH118, PTH204
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gocaas.cache.client import HTTPRemote, RemoteRefused
+from gocaas.cache.client import HTTPRemote, RemoteError, RemoteRefused
 from gocaas.cache.files import ObjectWriter, mktemp, place, unlink, write_all
 from gocaas.cache.stats import REMOTE_COUNTERS
 from gocaas.cache.store import CacheError, Entry, Store
@@ -78,6 +80,7 @@ class RemoteTier:
         self._idle = threading.Condition(self._lock)
         self._uploader: threading.Thread | None = None
         self._down_file = self._down_path()
+        self.prefetcher: Prefetcher | None = None
         pybreaker = import_pybreaker()
         self._breaker_error = pybreaker.CircuitBreakerError
         storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
@@ -95,13 +98,12 @@ class RemoteTier:
             state_storage=storage,
             throw_new_error_on_trip=False,  # raise the failure: CircuitBreakerError means "not tried"
         )
-        self.prefetcher: Prefetcher | None = None
         if prefetch and not store.read_only:
             from gocaas.cache.prefetch import Prefetcher
 
             self.prefetcher = Prefetcher(
-                store, namespace, client, guarded=self._guarded, failed=self._failed, count=self._count,
-                stall_s=client.timeout,
+                store, namespace, client, guarded=self._guarded, failed=self._failed, strike=self._strike,
+                count=self._count, stall_s=client.timeout,
             )  # fmt: skip
 
     # -- reads
@@ -114,7 +116,7 @@ class RemoteTier:
                 self._count(remote_hits=1, prefetch_hits=1)
                 return found
         try:
-            got = self._guarded(self.client.fetch, self.namespace, action_id, self._writer)
+            got = self._guarded(self._fetch_checked, action_id)
         except self._breaker_error:
             self._count(remote_skipped=1)
             return None
@@ -127,11 +129,20 @@ class RemoteTier:
         entry, writer = got
         try:
             path = self._place(action_id, entry, writer)
-        except (CacheError, OSError) as e:  # a body that does not hash to its name: the remote is wrong
+        except (CacheError, OSError) as e:  # the local store failing (a full disk)
             self._failed(e)
             return None
         self._count(remote_hits=1, remote_bytes_down=entry.size)
         return entry, path
+
+    def _fetch_checked(self, action_id: bytes) -> tuple[Entry, ObjectWriter] | None:
+        """The remote's answer, its body hashed: one that does not hash to its name is the remote's failure,
+        for the breaker to count (else a remote serving bad bodies has every get download and drop one)."""
+        got = self.client.fetch(self.namespace, action_id, self._writer)
+        if got is not None and got[1].digest() != got[0].output_id:
+            got[1].abort()
+            raise RemoteError(f"GET {action_id.hex()}: body does not hash to {got[0].output_id.hex()}")
+        return got
 
     def _writer(self) -> ObjectWriter:
         if not self.store.read_only:
@@ -145,10 +156,7 @@ class RemoteTier:
         if not self.store.read_only:
             self.store.commit(self.namespace, action_id, entry.output_id, writer, time_ns=entry.time_ns)
             return self.store.path(entry.output_id)
-        writer.close()
-        if writer.digest() != entry.output_id:
-            writer.abort()
-            raise CacheError(f"remote body does not hash to output ID {entry.output_id.hex()}")
+        writer.close()  # hashed in _fetch_checked
         path = os.path.join(self._fill_dir or "", entry.output_id.hex())
         place(writer.path, path)
         return path
@@ -267,6 +275,17 @@ class RemoteTier:
             pass
         return result  # type: ignore[no-any-return]
 
+    def _strike(self, error: BaseException) -> None:
+        """A failure of the remote seen after its request succeeded (a pack's body, a stall): counted, and
+        recorded on the breaker as the failure of a request."""
+
+        def fail() -> None:
+            raise error
+
+        self._failed(error)
+        with contextlib.suppress(Exception):  # the error itself, or CircuitBreakerError if open already
+            self._guarded(fail)
+
     def _failed(self, error: BaseException) -> None:
         self._count(remote_errors=1)
         if os.environ.get("GOCAAS_CACHEPROG_DEBUG"):
@@ -295,6 +314,8 @@ class RemoteTier:
 
     def opened(self, error: BaseException | None) -> None:
         self._count(breaker_opens=1)
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
         why = f" ({type(error).__name__}: {error})" if error else ""
         sys.stderr.write(
             f"gocaas cacheprog: remote cache {self.client.url} unavailable{why}; using the local cache only "
