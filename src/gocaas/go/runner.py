@@ -16,6 +16,7 @@ from typing import IO
 
 from gocaas.errors import InfraError
 from gocaas.go.env import check_flags
+from gocaas.go.reaper import REAPER
 
 LineSink = Callable[[str], None]
 
@@ -79,6 +80,7 @@ def run_command(
         )
     except OSError as exc:
         raise InfraError(f"cannot run {args[0]}: {exc}", kind="toolchain") from exc
+    REAPER.watch(proc.pid)  # its session's group: killed if gocaas dies before it has waited for it
     with _running_lock:
         _running.add(proc)
     out: list[str] = []
@@ -103,6 +105,7 @@ def run_command(
         raise
     finally:
         watchdog.cancel()
+        REAPER.release(proc.pid)
         with _running_lock:
             _running.discard(proc)
         for pump in pumps:
