@@ -42,6 +42,36 @@ def test_classify(stderr: str, klass: FailureClass, kind: str) -> None:
     assert (error.failure_class, error.kind) == (klass, kind)
 
 
+# What a fresh worker's go build printed after a remote cache swapped the outputs of 10 pairs of entries
+SWAPPED = (
+    "/usr/local/go/src/sync/pool.go:9:2: package runtime is not in std (/usr/local/go/src/runtime)\n"
+    "/usr/local/go/src/fmt/print.go:10:2: package os is not in std (/usr/local/go/src/os)\n"
+)
+
+
+def test_errors_only_inside_goroot_are_the_toolchain_or_cache() -> None:
+    error = classify(_result(SWAPPED), stage="build", module_root=ROOT, goroot=Path("/usr/local/go"))
+    assert (error.failure_class, error.kind) == (FailureClass.INFRASTRUCTURE, "toolchain_or_cache")
+    files = [d.file for d in error.diagnostics]
+    assert files == ["/usr/local/go/src/sync/pool.go", "/usr/local/go/src/fmt/print.go"]
+    assert "not this module's code" in error.message and error.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("stderr", "goroot"),
+    [
+        (SWAPPED + "./main.go:3:5: undefined: x\n", "/usr/local/go"),  # one error in the module: its own
+        (SWAPPED, "/opt/go"),  # another toolchain's sources
+        (SWAPPED, None),  # no toolchain known
+    ],
+    ids=["with-a-module-error", "other-goroot", "no-goroot"],
+)
+def test_errors_not_all_inside_goroot_stay_the_users(stderr: str, goroot: str | None) -> None:
+    root = Path(goroot) if goroot else None
+    error = classify(_result(stderr), stage="build", module_root=ROOT, goroot=root)
+    assert (error.failure_class, error.kind) == (FailureClass.USER, "compile_error")
+
+
 def test_vet_stage_findings_are_vet_findings() -> None:
     error = classify(_result("./main.go:6:2: fmt.Printf format %d has arg"), stage="vet", module_root=ROOT)
     assert error.kind == "vet_finding"

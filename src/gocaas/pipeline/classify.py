@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from gocaas.errors import BadInput, GocaasError, InfraError, TransientError, UserCodeError
-from gocaas.go.diagnostics import parse_diagnostics
+from gocaas.go.diagnostics import Diagnostic, parse_diagnostics
 from gocaas.go.runner import CommandResult
 
 # The go command's words for a proxy or network that failed us (after which a retry may work).
@@ -30,7 +30,27 @@ def is_transient(output: str) -> bool:
     return bool(_TRANSIENT.search(output))
 
 
-def classify(result: CommandResult, *, stage: str, module_root: Path, cwd: Path | None = None) -> GocaasError:
+def in_goroot(diagnostics: list[Diagnostic], goroot: Path | None) -> bool:
+    """Whether every diagnostic is positioned in the toolchain's own sources, which no module can break: what
+    a damaged build cache says (a remote that swapped entries between actions gave "package runtime is not
+    in std" at GOROOT/src/sync/pool.go), or a damaged toolchain."""
+    if goroot is None or not diagnostics:
+        return False
+    roots = {goroot / "src", goroot.resolve() / "src"}
+    return all(
+        Path(d.file).is_absolute() and any(Path(d.file).is_relative_to(root) for root in roots)
+        for d in diagnostics
+    )
+
+
+def classify(
+    result: CommandResult,
+    *,
+    stage: str,
+    module_root: Path,
+    cwd: Path | None = None,
+    goroot: Path | None = None,
+) -> GocaasError:
     """The error for a go command that exited non-zero, most specific first."""
     output = result.output
     if _SECURITY.search(output):
@@ -48,6 +68,15 @@ def classify(result: CommandResult, *, stage: str, module_root: Path, cwd: Path 
     if match := _TOO_NEW.search(output):
         return BadInput(f"{match.group(0)} but the resolved toolchain is older", kind="toolchain_too_old")
     diagnostics = parse_diagnostics(output, module_root, cwd)
+    if in_goroot(diagnostics, goroot):
+        shown = "\n".join(str(d) for d in diagnostics[:10])
+        return InfraError(
+            f"{stage}: every error is inside the Go toolchain's own sources, not this module's code: a "
+            f"damaged build cache (local, or a remote cache's entries) or toolchain (`gocaas cache verify` "
+            f"checks the local one):\n{shown}",
+            kind="toolchain_or_cache",
+            diagnostics=diagnostics,
+        )
     if diagnostics:
         kind = "vet_finding" if stage == "vet" else "compile_error"
         what = "go vet found problems" if stage == "vet" else "compilation failed"

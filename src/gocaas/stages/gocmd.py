@@ -128,5 +128,7 @@ def go(
         on_stdout=on_stdout,
     )
     if check and not result.ok:
-        raise classify(result, stage=ctx.log.stage, module_root=root, cwd=cwd or root)
+        raise classify(
+            result, stage=ctx.log.stage, module_root=root, cwd=cwd or root, goroot=toolchain.goroot
+        )
     return result

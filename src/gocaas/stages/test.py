@@ -145,7 +145,8 @@ class TestStage:
             for call, (group_runs, stray, result) in zip(calls, outcomes, strict=True):
                 if not result.ok and not group_runs:
                     # go test failed before running anything: go.mod, a compile error outside tests, ...
-                    raise classify(result, stage="test", module_root=workspace.root)
+                    goroot = ctx.need(ToolchainResult).toolchain.goroot
+                    raise classify(result, stage="test", module_root=workspace.root, goroot=goroot)
                 if stray.strip():
                     ctx.log.line(stray.rstrip())
                 if call.coverprofile is not None and call.coverprofile.exists():
