@@ -164,11 +164,12 @@ class HTTPRemote:
             raise RemoteError(f"GET {path}: malformed manifest: {e}") from None
         return found
 
-    def pack(self, output_ids: list[bytes], size: int = 0) -> PackStream:
+    def pack(self, output_ids: list[bytes], size: int | None = None) -> PackStream:
         """Ask for many objects in one answer (POST /v1/cas/pack); read them from the PackStream in turn.
-        `size`, the bytes expected, sets the stream's deadline (the timeout, plus size at MIN_RATE)."""
+        `size`, the bytes expected, sets the stream's deadline (the timeout, plus size at MIN_RATE); without
+        it, only each read's timeout applies."""
         body = b"".join(o.hex().encode() + b"\n" for o in output_ids)
-        deadline = time.monotonic() + self.timeout + size / MIN_RATE
+        deadline = math.inf if size is None else time.monotonic() + self.timeout + size / MIN_RATE
         conn, resp = self._exchange("POST", "/v1/cas/pack", body=body, headers={"Content-Type": "text/plain"},
                                     timeout=self.timeout)  # fmt: skip
         try:
