@@ -157,6 +157,25 @@ def test_read_only_offers_no_put_and_writes_nothing(tmp_path: Path) -> None:
     assert read_stats(tmp_path / "stats")[0]["read_only"] is True
 
 
+def test_refill_misses_every_get_and_replaces_the_entries(tmp_path: Path) -> None:
+    """How gocaas re-runs a go command over a damaged cache: the entry the go command would read is never
+    answered, and the put that follows replaces it."""
+    store = tmp_path / "store"
+    Store(store).put("default", AID, sha(b"the wrong output"), b"the wrong output")
+    stats = tmp_path / "stats.jsonl"
+    s = Session(store, "--refill", "--stats", str(stats))
+    assert s.hello["KnownCommands"] == ["get", "put", "close"]
+    assert s.get(AID) == {"ID": 1, "Miss": True}
+    s.put(AID, BODY)
+    assert s.get(AID)["Miss"] is True, "even what this session put"
+    assert s.close() == 0
+    (line,) = read_stats(stats)
+    assert line["refill"] is True and line["hits"] == 0 and line["misses"] == 2
+    after = Session(store)
+    assert base64.b64decode(after.get(AID)["OutputID"]) == sha(BODY)
+    after.close()
+
+
 def test_stats_line_on_close(tmp_path: Path) -> None:
     stats = tmp_path / "stats.jsonl"
     s = Session(tmp_path / "store", env=python_env(GOCAAS_CACHEPROG_STATS=str(stats)))
@@ -257,6 +276,7 @@ def test_usage_and_flags(tmp_path: Path) -> None:
     assert ok.returncode == 0 and "--read-only" in ok.stdout
     opts = parse_args(["--dir=/d", "--namespace", "ns", "--read-only", "--max-size", "1.5G", "--workers=0"])
     assert (opts.dir, opts.namespace, opts.read_only, opts.workers) == ("/d", "ns", True, 0)
+    assert not opts.refill and parse_args(["--refill"]).refill
     assert opts.max_size == int(1.5 * (1 << 30))
     assert parse_args(["--max-size", "0"]).max_size is None
     assert parse_size("500M") == parse_size("500MiB") == 500 << 20

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from gocaas.go.diagnostics import parse_diagnostics
+from gocaas.go.diagnostics import MAX_CONTINUATION, parse_diagnostics
 
 ROOT = Path("/builds/x/src")
 
@@ -51,3 +51,13 @@ def test_vet_output_and_noise() -> None:
 def test_file_outside_the_module_is_kept_as_written() -> None:
     found = parse_diagnostics("/usr/local/go/src/fmt/print.go:10:1: boom\n", ROOT)
     assert found[0].file == "/usr/local/go/src/fmt/print.go"
+
+
+def test_continuation_lines_are_capped_and_parsing_stays_linear() -> None:
+    """A damaged cache made go print a cached binary as an error: 130,000 lines, a third tab-indented.
+    Joining each to the message before it was quadratic (21 s here) and kept all of it."""
+    junk = "\n".join("\t" + "x" * 100 for _ in range(50_000))
+    output = f"/src/m/a.go:1:2: first\n{junk}\n/src/m/b.go:3:4: second\n\thave x\n\twant y"
+    first, second = parse_diagnostics(output, Path("/src/m"))
+    assert first.message.count("\n") == MAX_CONTINUATION
+    assert second.file == "b.go" and second.message == "second\nhave x\nwant y"

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gocaas.cache.server import make_server
 from gocaas.settings import Settings
+from tests.cache.conftest import TOKEN, LiveServer
 from tests.conftest import EXAMPLES, BuildFn
 from tests.support.goproxy import dead_proxy_url
-
-TOKEN = "t0ken-for-tests"
 
 
 @pytest.fixture
 def warm_remote(build: BuildFn, settings: Settings, tmp_path: Path) -> Iterator[str]:
     assert build(EXAMPLES / "hello", out=tmp_path / "warm").failure is None  # the session's store is warm
-    server = make_server(settings.cache_dir, token=TOKEN)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LiveServer(settings.cache_dir)
     try:
         yield server.url
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_fresh_worker_is_served_by_the_remote(

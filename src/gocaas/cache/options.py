@@ -16,7 +16,7 @@ from gocaas.cache.store import (
 )
 
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
-                        [--max-size SIZE] [--verify-limit SIZE] [--stats FILE]
+                        [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
                          [--remote-read-only] [--flush-timeout S] [--no-prefetch]]
 
@@ -30,6 +30,9 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --min-age SECONDS   gc never removes files used more recently than this (default 7200; see store.py)
   --verify-limit SIZE rehash objects up to SIZE on every hit, bigger ones get a size check (default 64K)
   --stats FILE        append one JSON line of counters on close (also: $GOCAAS_CACHEPROG_STATS)
+  --refill            answer every get with a miss, so the go command rebuilds what it needs and puts it
+                      again, replacing the entries it would have read (and asks no remote): how gocaas
+                      re-runs a go command whose failure points at a damaged cache
   --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
                       fill the local store), puts are uploaded in the background (see remote.py)
   --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
@@ -48,14 +51,15 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class Options:
     __slots__ = (
-        "dir", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only", "remote",
-        "remote_read_only", "remote_timeout", "stats", "token", "verify_limit", "workers",
+        "dir", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only", "refill",
+        "remote", "remote_read_only", "remote_timeout", "stats", "token", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.dir = ""
         self.namespace = "default"
         self.read_only = False
+        self.refill = False
         self.workers = 0
         self.max_size: int | None = DEFAULT_MAX_SIZE
         self.min_age = float(MIN_AGE_S)
@@ -97,7 +101,7 @@ _SETTERS = {
     "--remote-timeout": lambda o, v: setattr(o, "remote_timeout", _within(v, 0.001, 3600)),
     "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", _within(v, 0, 3600)),
 }
-_FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only"}
+_FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only", "--refill": "refill"}
 _OFF_FLAGS = {"--no-prefetch": "prefetch"}
 
 

@@ -59,8 +59,10 @@ class Server:
         workers: int = 0,
         stats_file: str = "",
         remote: LazyRemote | None = None,
+        refill: bool = False,
     ) -> None:
         self.store = store
+        self.refill = refill  # every get misses (options.py: --refill)
         self.namespace = namespace
         self.workers = max(0, workers)
         self.stats = Stats()
@@ -109,7 +111,7 @@ class Server:
             store = self.store
             try:
                 self.stats.append_to(self.stats_file, dir=store.root, namespace=self.namespace,
-                                     read_only=store.read_only)  # fmt: skip
+                                     read_only=store.read_only, refill=self.refill)  # fmt: skip
             except OSError as e:
                 sys.stderr.write(f"gocaas cacheprog: cannot write stats to {self.stats_file}: {e}\n")
         if not self.store.read_only and self.store.added:
@@ -161,6 +163,9 @@ class Server:
 
     def _get(self, rid: int, action_id: object) -> None:
         aid = unb64(action_id, "ActionID")
+        if self.refill:
+            self._answer_get(rid, None)
+            return
         found = self.store.lookup(self.namespace, aid)
         if found is None and self.remote is not None:
             found = self.remote.prefetched(aid)  # on disk, its entry not yet written (prefetch.py)
@@ -336,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         verify_limit=opts.verify_limit,
     )
     remote = lazy_remote(store, opts)
-    server = Server(store, opts.namespace, workers=opts.workers, stats_file=opts.stats, remote=remote)
+    server = Server(
+        store, opts.namespace, workers=opts.workers, stats_file=opts.stats, remote=remote, refill=opts.refill
+    )
     status = 0
     try:
         server.serve(0, 1)

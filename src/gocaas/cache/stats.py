@@ -2,9 +2,10 @@
 
 Enabled by `--stats PATH` or the environment variable GOCAAS_CACHEPROG_STATS=PATH (the go command passes
 its environment to the program). Each line is written with a single O_APPEND write, so many processes can
-share one file. Fields: `pid`, `dir`, `namespace`, `read_only`, `started` (unix seconds), `duration_s`,
-`gets`, `hits`, `misses`, `hit_bytes`, `puts`, `put_bytes`, `put_new_bytes` (bytes of objects not already
-in the store), `errors`, `corrupt` (hits refused for a bad object or entry; counted inside misses).
+share one file. Fields: `pid`, `dir`, `namespace`, `read_only`, `refill` (every get answered with a miss),
+`started` (unix seconds), `duration_s`, `gets`, `hits`, `misses`, `hit_bytes`, `puts`, `put_bytes`,
+`put_new_bytes` (bytes of objects not already in the store), `errors`, `corrupt` (hits refused for a bad
+object or entry; counted inside misses).
 With --remote, also the remote tier's counters (REMOTE_COUNTERS): `remote_hits` (gets that missed the
 local store and were served by the remote; inside `hits`, so local hits are hits - remote_hits),
 `remote_misses`, `remote_skipped` (not asked: circuit open), `remote_bytes_down`, `uploads`,

@@ -15,6 +15,9 @@ _POSITION = re.compile(
 )
 
 
+MAX_CONTINUATION = 50
+
+
 class Diagnostic(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -42,10 +45,11 @@ def parse_diagnostics(output: str, module_root: Path, cwd: Path | None = None) -
     """Find every `file:line[:col]: message` in go build / go vet output.
 
     `# pkg` headers name the package of the lines that follow; tab-indented lines continue a message
-    (the compiler's "have/want" notes).
+    (the compiler's "have/want" notes; at most MAX_CONTINUATION of them are kept). Linear in the output:
+    a damaged cache can make go print a whole cached binary.
     """
     cwd = cwd or module_root
-    found: list[Diagnostic] = []
+    found: list[tuple[re.Match[str], str | None, list[str]]] = []
     package: str | None = None
     for raw in output.splitlines():
         if raw.startswith("# "):
@@ -54,19 +58,19 @@ def parse_diagnostics(output: str, module_root: Path, cwd: Path | None = None) -
             package = header[1:-1] if header.startswith("[") else header.split(" [", 1)[0]
             continue
         if raw.startswith("\t") and found:
-            last = found[-1]
-            found[-1] = last.model_copy(update={"message": f"{last.message}\n{raw.strip()}"})
+            if len(found[-1][2]) < MAX_CONTINUATION:
+                found[-1][2].append(raw.strip())
             continue
         match = _POSITION.match(raw.strip())
-        if not match:
-            continue
-        found.append(
-            Diagnostic(
-                file=_relative(match["file"], module_root, cwd),
-                line=int(match["line"]),
-                column=int(match["col"]) if match["col"] else None,
-                message=match["msg"].strip(),
-                package=package,
-            )
+        if match:
+            found.append((match, package, []))
+    return [
+        Diagnostic(
+            file=_relative(match["file"], module_root, cwd),
+            line=int(match["line"]),
+            column=int(match["col"]) if match["col"] else None,
+            message="\n".join([match["msg"].strip(), *notes]),
+            package=package,
         )
-    return found
+        for match, package, notes in found
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -20,7 +21,9 @@ from gocaas.go.reaper import REAPER
 
 LineSink = Callable[[str], None]
 
-_OOM_MARKERS = ("fatal error: runtime: out of memory", "cannot allocate memory", "signal: killed")
+# How the go runtime (compiler, linker, go itself) and a failed fork say memory ran out, as whole lines: a
+# damaged cache can make go print a cached binary, whose string table holds these words mid-line.
+OUT_OF_MEMORY = re.compile(r"^(?:fatal error: )?runtime: out of memory|cannot allocate memory\s*$", re.M)
 
 # Every go command runs in its own session (so a timeout kills all it started), out of reach of the
 # terminal's Ctrl-C: these are the ones to stop when gocaas itself is interrupted (stop_running).
@@ -45,11 +48,24 @@ class CommandResult:
         return self.stdout + self.stderr
 
 
+# Characters of each stream a CommandResult keeps; the sink still sees every line. A test that logs without
+# end, or a damaged cache that makes go replay binaries as compiler output (gigabytes from one go test), would
+# otherwise be held in memory whole, and joined, searched and split more than once.
+CAPTURE_LIMIT = 16 << 20
+
+
 def _pump(stream: IO[str], into: list[str], sink: LineSink | None) -> None:
+    limit, kept, dropped = CAPTURE_LIMIT, 0, 0
     for line in stream:
-        into.append(line)
+        if kept + len(line) <= limit:
+            kept += len(line)
+            into.append(line)
+        else:
+            dropped += len(line)
         if sink is not None:
             sink(line.rstrip("\n"))
+    if dropped:
+        into.append(f"[gocaas: {dropped} more characters of this output were not kept]\n")
 
 
 def run_command(
@@ -116,13 +132,13 @@ def run_command(
     if result.returncode < 0:
         signum = -result.returncode
         if signum == signal.SIGKILL:
-            oom = any(marker in result.stderr for marker in _OOM_MARKERS[:2])
+            oom = OUT_OF_MEMORY.search(result.stderr) is not None
             raise InfraError(
                 f"{label} was killed (SIGKILL){': out of memory' if oom else ', likely out of memory'}",
                 kind="out_of_memory",
             )
         raise InfraError(f"{label} was killed by signal {signal.Signals(signum).name}", kind="killed")
-    if any(marker in result.stderr for marker in _OOM_MARKERS[:2]):
+    if OUT_OF_MEMORY.search(result.stderr):
         raise InfraError(f"{label} ran out of memory", kind="out_of_memory")
     return result
 

@@ -6,15 +6,16 @@ import re
 from pathlib import Path
 
 from gocaas.errors import BadInput, GocaasError, InfraError, TransientError, UserCodeError
-from gocaas.go.diagnostics import Diagnostic, parse_diagnostics
-from gocaas.go.runner import CommandResult
+from gocaas.go.diagnostics import parse_diagnostics
+from gocaas.go.runner import OUT_OF_MEMORY, CommandResult
+from gocaas.pipeline.cachedamage import damage_in, excerpt, go_messages
 
 # The go command's words for a proxy or network that failed us (after which a retry may work).
 _TRANSIENT = re.compile(
     r"dial tcp|connection refused|connection reset|i/o timeout|TLS handshake timeout|no such host"
     r"|server misbehaving|network is unreachable|unexpected EOF|: 5\d\d [A-Z][a-z]"
 )
-_OOM = re.compile(r"signal: killed|out of memory|cannot allocate memory")
+_KILLED = re.compile(r"signal: killed\s*$", re.M)  # a compiler the kernel's OOM killer stopped
 _MISSING_SUM = re.compile(r"missing go\.sum entry[^\n]*")
 _SECURITY = re.compile(r"SECURITY ERROR|checksum mismatch")
 _NOT_FOUND = re.compile(r"unknown revision|invalid version|: 404 Not Found|: 410 Gone|not found: ")
@@ -30,19 +31,6 @@ def is_transient(output: str) -> bool:
     return bool(_TRANSIENT.search(output))
 
 
-def in_goroot(diagnostics: list[Diagnostic], goroot: Path | None) -> bool:
-    """Whether every diagnostic is positioned in the toolchain's own sources, which no module can break: what
-    a damaged build cache says (a remote that swapped entries between actions gave "package runtime is not
-    in std" at GOROOT/src/sync/pool.go), or a damaged toolchain."""
-    if goroot is None or not diagnostics:
-        return False
-    roots = {goroot / "src", goroot.resolve() / "src"}
-    return all(
-        Path(d.file).is_absolute() and any(Path(d.file).is_relative_to(root) for root in roots)
-        for d in diagnostics
-    )
-
-
 def classify(
     result: CommandResult,
     *,
@@ -50,6 +38,7 @@ def classify(
     module_root: Path,
     cwd: Path | None = None,
     goroot: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> GocaasError:
     """The error for a go command that exited non-zero, most specific first."""
     output = result.output
@@ -60,7 +49,7 @@ def classify(
         )
     if match := _MISSING_SUM.search(output):
         return UserCodeError(match.group(0), kind="missing_go_sum")
-    if _OOM.search(output):
+    if OUT_OF_MEMORY.search(output) or _KILLED.search(output):
         return InfraError(
             f"{stage}: the go command was killed or ran out of memory: {first_lines(output)}",
             kind="out_of_memory",
@@ -68,12 +57,11 @@ def classify(
     if match := _TOO_NEW.search(output):
         return BadInput(f"{match.group(0)} but the resolved toolchain is older", kind="toolchain_too_old")
     diagnostics = parse_diagnostics(output, module_root, cwd)
-    if in_goroot(diagnostics, goroot):
-        shown = "\n".join(str(d) for d in diagnostics[:10])
+    if evidence := damage_in(result, module_root=module_root, cwd=cwd, goroot=goroot, cache_dir=cache_dir):
+        shown = excerpt(go_messages(result), count=10)
         return InfraError(
-            f"{stage}: every error is inside the Go toolchain's own sources, not this module's code: a "
-            f"damaged build cache (local, or a remote cache's entries) or toolchain (`gocaas cache verify` "
-            f"checks the local one):\n{shown}",
+            f"{stage}: {evidence}, not this module's code: a damaged build cache (local, or a remote "
+            f"cache's entries) or toolchain (`gocaas cache verify` checks the local one):\n{shown}",
             kind="toolchain_or_cache",
             diagnostics=diagnostics,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from gocaas.go.env import go_environ
 from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.toolchain import Toolchain
 from gocaas.go.version import GoVersion
+from gocaas.pipeline.cachedamage import damage_in
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
@@ -29,19 +30,30 @@ class SourceResult:
     changed_since_last: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class CacheDamage:
+    """Published once a go command's failure pointed at a damaged cache (go() below): the rest of the build
+    asks no remote cache, whose entries may be what was damaged."""
+
+    evidence: str
+
+
 CACHE_STATS = "cache-stats.jsonl"  # one line per go command: the cache program's counters
 CACHEPROG_MIN = GoVersion.parse("1.24")  # GOCACHEPROG without GOEXPERIMENT
 
 
-def cacheprog_for(ctx: BuildContext, toolchain: Toolchain) -> str | None:
-    """The GOCACHEPROG value of this build's go commands: the shared store, in the settings' namespace."""
+def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = False) -> str | None:
+    """The GOCACHEPROG value of this build's go commands: the shared store, in the settings' namespace;
+    with refill, one that rebuilds every entry the command uses, and no remote."""
     settings = ctx.settings
     if not settings.cacheprog or toolchain.version < CACHEPROG_MIN:
         return None
     from gocaas.cache.command import cacheprog_command
 
     extra: list[str] = []
-    if settings.cache_remote_url:
+    if refill:
+        extra.append("--refill")
+    elif settings.cache_remote_url and CacheDamage not in ctx.results:
         extra += [
             "--remote",
             settings.cache_remote_url,
@@ -99,36 +111,69 @@ def go(
     check: bool = True,
     cgo: bool | None = None,
     on_stdout: LineSink | None = None,
+    on_retry: Callable[[], None] | None = None,
     timeout: float | None = None,
 ) -> CommandResult:
-    """Run one go command for this build; a failure raises the classified GocaasError (check=True)."""
+    """Run one go command for this build; a failure raises the classified GocaasError (check=True).
+
+    A failure that points at a damaged cache (cachedamage.py) runs the command once more with every cache
+    entry it uses rebuilt and no remote cache (for the rest of the build too): a cache must never fail a
+    build. on_retry is called before that second run (a stream parser starts over)."""
     toolchain = ctx.need(ToolchainResult).toolchain
     root = ctx.need(SourceResult).workspace.root
-    env = go_environ(
-        ctx.settings,
-        toolchain.goroot,
-        ctx.dirs,
-        target=target,
-        cgo=ctx.spec.options.cgo if cgo is None else cgo,
-        goflags=goflags,
-        goproxy=goproxy,
-        gosumdb=gosumdb,
-        cacheprog=cacheprog_for(ctx, toolchain),
-        cache_stats=ctx.dirs.root / CACHE_STATS,
-    )
     prefix = f"[{target}] " if target is not None else ""
-    ctx.log.line(f"{prefix}$ go {' '.join(args)}")
-    result = run_go(
-        toolchain.go,
-        args,
-        env=env,
-        cwd=cwd or root,
-        timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
-        on_line=lambda line: ctx.log.line(prefix + line),
-        on_stdout=on_stdout,
-    )
+
+    def attempt(*, refill: bool) -> CommandResult:
+        env = go_environ(
+            ctx.settings,
+            toolchain.goroot,
+            ctx.dirs,
+            target=target,
+            cgo=ctx.spec.options.cgo if cgo is None else cgo,
+            goflags=goflags,
+            goproxy=goproxy,
+            gosumdb=gosumdb,
+            cacheprog=cacheprog_for(ctx, toolchain, refill=refill),
+            cache_stats=ctx.dirs.root / CACHE_STATS,
+        )
+        ctx.log.line(f"{prefix}$ go {' '.join(args)}")
+        return run_go(
+            toolchain.go,
+            args,
+            env=env,
+            cwd=cwd or root,
+            timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
+            on_line=lambda line: ctx.log.line(prefix + line),
+            on_stdout=on_stdout,
+        )
+
+    result = attempt(refill=False)
+    evidence = None
+    if not result.ok and cacheprog_for(ctx, toolchain) is not None:
+        evidence = damage_in(
+            result,
+            module_root=root,
+            cwd=cwd or root,
+            goroot=toolchain.goroot,
+            cache_dir=ctx.settings.cache_dir,
+        )
+    if evidence:
+        ctx.publish(CacheDamage(evidence))
+        ctx.log.note(
+            f"{prefix}go {' '.join(args[:1])} failed and {evidence}: a damaged build cache, not the "
+            "module's code. Running it again with every cache entry it uses rebuilt, and without the "
+            "remote cache for the rest of this build."
+        )
+        if on_retry is not None:
+            on_retry()
+        result = attempt(refill=True)
     if check and not result.ok:
         raise classify(
-            result, stage=ctx.log.stage, module_root=root, cwd=cwd or root, goroot=toolchain.goroot
+            result,
+            stage=ctx.log.stage,
+            module_root=root,
+            cwd=cwd or root,
+            goroot=toolchain.goroot,
+            cache_dir=ctx.settings.cache_dir,
         )
     return result

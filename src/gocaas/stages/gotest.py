@@ -70,11 +70,11 @@ def run_go_test(
     ctx: BuildContext, args: Sequence[str], *, cgo: bool, timeout: float
 ) -> tuple[list[PackageRun], str, CommandResult]:
     """Run go test, streaming finished packages to the sink. Returns (packages, stray output, result)."""
-    parser = TestStreamParser()
+    parsers = [TestStreamParser()]  # a new one when go() re-runs the command over a damaged cache
     sink_stage = ctx.log.stage
 
     def on_stdout(line: str) -> None:
-        for run in parser.feed(line):
+        for run in parsers[-1].feed(line):
             passed = sum(t.status == "pass" for t in run.tests)
             failed = sum(t.status == "fail" for t in run.tests)
             skipped = sum(t.status == "skip" for t in run.tests)
@@ -85,9 +85,17 @@ def run_go_test(
                 )
             )
 
-    result = go(ctx, args, check=False, cgo=cgo, on_stdout=on_stdout, timeout=timeout)
-    runs = parser.finish()
-    return runs, parser.stray_output, result
+    result = go(
+        ctx,
+        args,
+        check=False,
+        cgo=cgo,
+        on_stdout=on_stdout,
+        on_retry=lambda: parsers.append(TestStreamParser()),
+        timeout=timeout,
+    )
+    runs = parsers[-1].finish()
+    return runs, parsers[-1].stray_output, result
 
 
 GoTestOutcome = tuple[list[PackageRun], str, CommandResult]

@@ -13,6 +13,7 @@ from gocaas.errors import BadInput, UserCodeError
 from gocaas.go.diagnostics import parse_diagnostics
 from gocaas.go.gomod import module_path
 from gocaas.go.testjson import PackageRun, to_results
+from gocaas.pipeline.cachedamage import damage_in
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext, Skip
 from gocaas.quarantine import Quarantine
@@ -143,10 +144,16 @@ class TestStage:
                 timeout=tier.timeout + 60,
             )
             for call, (group_runs, stray, result) in zip(calls, outcomes, strict=True):
-                if not result.ok and not group_runs:
-                    # go test failed before running anything: go.mod, a compile error outside tests, ...
-                    goroot = ctx.need(ToolchainResult).toolchain.goroot
-                    raise classify(result, stage="test", module_root=workspace.root, goroot=goroot)
+                where = {
+                    "module_root": workspace.root,
+                    "cwd": workspace.root,
+                    "goroot": ctx.need(ToolchainResult).toolchain.goroot,
+                    "cache_dir": ctx.settings.cache_dir,
+                }
+                if not result.ok and (not group_runs or damage_in(result, **where)):
+                    # go test failed before running anything (go.mod, a compile error outside tests, ...),
+                    # or its packages failed to build over a damaged cache even after gocmd.go's re-run
+                    raise classify(result, stage="test", **where)
                 if stray.strip():
                     ctx.log.line(stray.rstrip())
                 if call.coverprofile is not None and call.coverprofile.exists():
