@@ -43,6 +43,13 @@ def test_stats_add_up_every_build_per_tier(tmp_path: Path, live_server: Callable
     assert rows["go commands"] == "1" and rows["gets"].startswith("4: 1 hits (25.0%), 3 misses")
     assert rows["local disk"].startswith("1 hits") and rows["puts"].startswith("3 (")
     assert "remote" not in rows, "no remote tier was used"
+    assert "damaged cache" not in rows
+
+    refill = Session(home / "cache", "--refill", env=python_env(GOCAAS_CACHEPROG_STATS=str(local_stats)))
+    assert refill.get(sha(b"a0"))["Miss"] is True
+    assert refill.close() == 0
+    rows = stats_output(home)
+    assert rows["damaged cache"] == "1 go commands re-run with their entries rebuilt"
 
     server = live_server()
     remote_stats = home / "builds" / "b2" / CACHE_STATS
@@ -56,7 +63,7 @@ def test_stats_add_up_every_build_per_tier(tmp_path: Path, live_server: Callable
     assert fresh.close() == 0
     up, down = read_stats(remote_stats)
     rows = stats_output(home)
-    assert rows["go commands"] == "3" and rows["gets"].startswith("5: 2 hits (40.0%), 3 misses")
+    assert rows["go commands"] == "4" and rows["gets"].startswith("6: 2 hits (33.3%), 4 misses")
     assert (
         rows["remote"]
         == f"1 hits, 0 misses, 10.7 KiB down, {up['remote_requests'] + down['remote_requests']} requests"

@@ -83,12 +83,14 @@ def test_a_damaged_local_store_is_rebuilt_and_the_build_succeeds(
     assert report.failure is None, report.failure
     assert any(DAMAGE_NOTE in note for note in notes_of(report)), notes_of(report)
     assert any(line["refill"] for line in stats_of(worker, report))
+    assert report.cache is not None and report.cache.refills >= 1
     assert binaries(report) == binaries(healthy), "the same binary as from a healthy cache"
 
     again = build(EXAMPLES / "hello", settings_=worker, out=tmp_path / "again")
     assert again.failure is None, again.failure
     assert not any(DAMAGE_NOTE in note for note in notes_of(again)), "the entries it used were rewritten"
     assert not any(line["refill"] for line in stats_of(worker, again))
+    assert again.cache is not None and again.cache.refills == 0
     assert binaries(again) == binaries(healthy)
 
 

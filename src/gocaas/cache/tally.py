@@ -12,7 +12,7 @@ from gocaas.cache.stats import COUNTERS, REMOTE_COUNTERS
 
 def tally(paths: Iterable[Path]) -> dict[str, int]:
     totals = dict.fromkeys((*COUNTERS, *REMOTE_COUNTERS), 0)
-    totals["go_commands"] = 0
+    totals["go_commands"] = totals["refills"] = 0
     for path in paths:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -24,6 +24,7 @@ def tally(paths: Iterable[Path]) -> dict[str, int]:
             except ValueError:
                 continue  # a line cut short by a killed process
             totals["go_commands"] += 1
+            totals["refills"] += row.get("refill") is True  # re-run over a cache that looked damaged
             for name, value in row.items():
                 if isinstance(value, int) and not isinstance(value, bool) and name in totals:
                     totals[name] += value

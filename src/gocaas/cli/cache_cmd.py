@@ -53,6 +53,8 @@ def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
         ("puts", f"{t['puts']} ({_size(t['put_new_bytes'])} new)"),
         ("errors", f"{t['errors']} (corrupt objects refused: {t['corrupt']})"),
     ]
+    if t["refills"]:
+        rows.append(("damaged cache", f"{t['refills']} go commands re-run with their entries rebuilt"))
     if t["remote_requests"] or t["remote_skipped"]:
         down, up = _size(t["remote_bytes_down"]), _size(t["remote_bytes_up"])
         prefetched = _size(t["prefetch_bytes"])

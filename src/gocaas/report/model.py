@@ -75,6 +75,9 @@ class CacheUse(_Model):
     put_new_bytes: int = 0
     errors: int = 0
     corrupt: int = 0
+    # go commands re-run with every entry rebuilt (cacheprog --refill): their first run's failure pointed at
+    # a damaged cache (pipeline/cachedamage.py)
+    refills: int = 0
     # The remote tier (cache_remote_url): hits it served (inside `hits`), bytes each way, failures.
     remote_hits: int = 0
     remote_misses: int = 0
