@@ -8,7 +8,10 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 from gocaas.cache import Store, gc, usage, verify
+from gocaas.cache.store import CacheError
 from tests.cache.conftest import sha
 
 KB = 1024
@@ -162,3 +165,33 @@ def test_many_processes_putting_and_getting_the_same_keys(tmp_path: Path) -> Non
     assert result.corrupt_objects == 0 and result.bad_actions == 0
     assert result.objects == len(set(bodies.values()))
     assert not list(Path(store.tmp_dir).iterdir()), "no temp files left behind"
+
+
+def test_clear_drops_one_namespace_whole_and_keeps_the_objects(tmp_path: Path) -> None:
+    from gocaas.cache.maintenance import clear_namespace
+    from gocaas.cache.traces import TraceStore
+
+    store = Store(tmp_path / "s")
+    keys = _fill(store, 5)
+    store.put("other", keys[0], sha(bytes([0]) * 10 * KB), bytes([0]) * 10 * KB)
+    traces = TraceStore(store)
+    traces.add("default", keys)
+    traces.add("other", keys[:1])
+    objects = sorted((tmp_path / "s" / "objects").rglob("*"))
+
+    assert clear_namespace(store, "default") == 5
+    assert all(store.get("default", key) is None for key in keys)
+    assert store.get("other", keys[0]) is not None, "another namespace is left alone"
+    assert TraceStore(store).manifest("default", keys[0]) == []
+    assert TraceStore(store).manifest("other", keys[0]) != []
+    assert sorted((tmp_path / "s" / "objects").rglob("*")) == objects
+    assert not any((tmp_path / "s" / "tmp").iterdir()), "nothing left behind"
+    assert clear_namespace(store, "default") == 0  # already empty
+    store.put("default", keys[1], sha(bytes([1]) * 10 * KB), bytes([1]) * 10 * KB)
+    assert store.get("default", keys[1]) is not None, "the namespace is usable again"
+    for bad in ("../other", ".hidden", ""):
+        with pytest.raises(CacheError, match="bad namespace"):
+            clear_namespace(store, bad)
+    with pytest.raises(CacheError, match="read-only"):
+        clear_namespace(Store(tmp_path / "s", read_only=True), "other")
+    assert store.get("other", keys[0]) is not None

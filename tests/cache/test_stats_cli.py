@@ -88,3 +88,38 @@ def test_gc_says_what_it_kept_over_the_budget_and_why(tmp_path: Path) -> None:
     # Nothing goes (it was used just now), and the line says so instead of a bare "removed 0 objects".
     assert "removed 0 objects" in proc.stdout and "over the budget: used in the last 2 h" in proc.stdout
     assert (home / "cache" / "objects" / sha(b"just written" * 10_000).hex()[:2]).is_dir()
+
+
+def cache_clear(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gocaas", "cache", "clear", *args],
+        env=python_env(GOCAAS_HOME=str(home), COLUMNS="200"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_clear_asks_then_drops_the_namespaces_entries(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    session = Session(home / "cache")
+    session.put(sha(b"a"), b"body" * 100)
+    assert session.close() == 0
+    result = home / "results" / "default" / "some-key" / "report.json"
+    result.parent.mkdir(parents=True)
+    result.write_text("{}")
+
+    refused = cache_clear(home)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert Session(home / "cache").get(sha(b"a"))["Size"] == 400, "nothing dropped without --yes"
+
+    done = cache_clear(home, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "dropped 1 entries of namespace 'default'" in done.stdout
+    assert Session(home / "cache").get(sha(b"a"))["Miss"] is True
+    assert result.exists(), "the result cache is kept unless --results"
+    assert cache_clear(home, "--yes", "--results").returncode == 0
+    assert not (home / "results" / "default").exists() and not list((home / "results").iterdir())
+    bad = cache_clear(home, "--yes", "--namespace", "../x")
+    assert bad.returncode != 0 and "bad namespace" in bad.stderr

@@ -9,6 +9,8 @@
   checking that nobody refreshed it meanwhile (else it goes back) and unlinking it, so a get that refreshed it
   in the meantime keeps it. One gc at a time per store (a lock file); others skip or wait.
 - `verify(store)`: rehashes every object and checks every entry, removing the corrupt ones.
+- `clear_namespace(store, ns)`: drops a namespace's action entries (and a server's traces of it), e.g. after
+  a remote was found serving entries that name the wrong outputs, which no hash check can see.
 
 The shared usage estimate (`usage` file) lets every process decide cheaply whether a gc is due: each adds the
 bytes it wrote under a lock (see Store.flush_usage); gc rewrites it with the measured total.
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from itertools import count
 
 from gocaas.cache.files import lock_file, unlink, unlock_file
-from gocaas.cache.store import CacheError, Store, _parse_entry
+from gocaas.cache.store import CacheError, Store, _parse_entry, check_namespace
 
 LOW_WATER = 0.9  # an automatic gc brings the store down to this fraction of its budget
 _trash_seq = count()
@@ -204,3 +207,27 @@ def _remove(store: Store, path: str, result: VerifyResult) -> None:
     result.removed.append(path)
     if not store.read_only:
         unlink(path)
+
+
+def clear_namespace(store: Store, namespace: str) -> int:
+    """Drop every action entry of namespace, and the traces a cache server keeps of it; returns how many
+    entries. Objects stay: they are shared, named by their hash, and gc reclaims what nothing uses.
+
+    Each directory is renamed away before it is removed, so a concurrent get sees the namespace whole or
+    empty, never half cleared; a put racing with it recreates its directory (files.place) and is kept."""
+    check_namespace(namespace)
+    if store.read_only:
+        raise CacheError(f"{store.root} is opened read-only")
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    dropped = 0
+    for directory, depth in ((os.path.join(store.actions_dir, namespace), 1),
+                             (os.path.join(store.root, "traces", namespace), 0)):  # fmt: skip
+        trash = f"{store.tmp_dir}/cleared-{os.getpid()}-{next(_trash_seq)}"
+        try:
+            os.rename(directory, trash)
+        except FileNotFoundError:
+            continue
+        if depth:
+            dropped = len(_files(trash, depth))
+        shutil.rmtree(trash, ignore_errors=True)
+    return dropped

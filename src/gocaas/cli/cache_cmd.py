@@ -1,7 +1,12 @@
-"""`gocaas cache stats|gc|verify|explain` and `gocaas cacheprog` (the GOCACHEPROG program, by hand)."""
+"""`gocaas cache stats|gc|verify|clear|explain|serve`, and `gocaas cacheprog` (the GOCACHEPROG program by
+hand)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import sys
 from typing import Annotated
 
 import typer
@@ -119,6 +124,42 @@ def cache_verify() -> None:
     )
     if result.corrupt_objects or result.bad_actions:
         raise typer.Exit(1)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    namespace: Annotated[
+        str | None, typer.Option(help="The namespace to clear (default: the settings' cache_namespace).")
+    ] = None,
+    results: Annotated[
+        bool, typer.Option(help="Also forget the namespace's result cache (earlier builds' reused results).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Drop a namespace's build cache entries, e.g. after a remote served entries naming wrong outputs."""
+    from gocaas.cache.maintenance import clear_namespace
+    from gocaas.cache.store import CacheError, Store
+
+    settings = load()
+    name = namespace or settings.cache_namespace
+    where = f"namespace {name!r} of {settings.cache_dir}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail(f"clearing {where} needs --yes when there is no terminal to ask on")
+        typer.confirm(f"Drop every build cache entry of {where}?", abort=True)
+    try:
+        dropped = clear_namespace(Store(str(settings.cache_dir)), name)
+    except CacheError as exc:
+        raise fail(str(exc)) from None
+    message = f"dropped {dropped} entries of {where}; objects stay until gc"
+    if results:
+        results_dir = settings.results_dir.parent / name
+        trash = results_dir.with_name(f".cleared-{name}-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            results_dir.rename(trash)  # a build looking up a result finds it whole or not at all
+        shutil.rmtree(trash, ignore_errors=True)
+        message += f", and the result cache {results_dir}"
+    Console().print(message, highlight=False)
 
 
 @cache_app.command("explain")
