@@ -454,7 +454,9 @@ class Remote:
         extra = self.remote_extra = [*args.prog_arg, "--remote", self.url]
         self.prog_extra = args.prog_arg
         self.run_no, self.fresh_dirs, self.fresh_row_running = 0, list[Path](), False
-        self.fresh_root = args.fresh_root or work / "fresh-runs"
+        # This run's own directory under the fresh root: a killed earlier run's has the same names.
+        self.fresh_base = args.fresh_root or work / "fresh-runs"
+        self.fresh_root = self.fresh_base / f"run-{os.getpid()}-{time.time_ns()}"
         prog_env = env | {"GOCACHE": str(work / "gocache-unused"), "GOCAAS_CACHEPROG_STATS": str(stats)}
         prog_env |= {"GOCAAS_CACHE_TOKEN": TOKEN, "GOCACHEPROG": cacheprog_command(self.local, extra=extra)}
         self.side = Side("remote", prog_env, flags, stats, setup=self._empty_local)
@@ -543,7 +545,7 @@ class Remote:
             counters["std fresh"] = timed(sides, "std fresh", ["build", "std"], work, self.repeats, "remote")
         finally:
             self.fresh_row_running = False
-            shutil.rmtree(self.fresh_root, ignore_errors=True)
+            shutil.rmtree(self.fresh_base, ignore_errors=True)  # a killed earlier run's directories too
 
     def report(
         self, go: Side, prog: Side, counters: dict[str, dict[str, int]], args: argparse.Namespace
