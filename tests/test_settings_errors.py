@@ -224,3 +224,18 @@ def test_garbage_pip_index_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_good_pip_index_url(monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None) -> None:
     monkeypatch.setenv("GOCAAS_PIP_INDEX_URL", value)
     assert Settings().pip_index_url == expected
+
+
+def test_signing_keys_are_checked_when_loaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    err = bad_settings(monkeypatch, GOCAAS_CACHE_REMOTE_VERIFY_KEYS="ab" * 32 + ",not-hex")
+    assert "GOCAAS_CACHE_REMOTE_VERIFY_KEYS: " in err and "bad public key: want 64 hex digits" in err
+    monkeypatch.delenv("GOCAAS_CACHE_REMOTE_VERIFY_KEYS")
+    err = bad_settings(monkeypatch, GOCAAS_CACHE_REMOTE_SIGNING_KEY_FILE=str(tmp_path / "nope.key"))
+    assert "GOCAAS_CACHE_REMOTE_SIGNING_KEY_FILE: " in err and "cannot read the signing key" in err
+    code, _ = gocaas("cache", "keygen", str(tmp_path / "k"))
+    assert code == 0
+    monkeypatch.setenv("GOCAAS_CACHE_REMOTE_SIGNING_KEY_FILE", str(tmp_path / "k"))
+    monkeypatch.setenv("GOCAAS_CACHE_REMOTE_VERIFY_KEYS", f"{'AB' * 32}, {'cd' * 32}")
+    settings = Settings()
+    assert settings.cache_remote_signing_key_file == tmp_path / "k"
+    assert settings.cache_remote_verify_keys == ("ab" * 32, "cd" * 32)

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # At a go command's first local miss, stream in what the last session using that entry used (and send
     # each session's trace): see gocaas.cache.prefetch.
     cache_remote_prefetch: bool = True
+    # Signed entries (gocaas.cache.signing): trusted writers sign what they upload with an Ed25519 private
+    # key (a file from `gocaas cache keygen`); readers with public keys take only entries signed by one.
+    cache_remote_signing_key_file: Path | None = None
+    cache_remote_verify_keys: Annotated[tuple[str, ...], NoDecode] = ()
 
     reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
 
@@ -227,7 +231,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not a directory: {home}")
         return home
 
-    @field_validator("git_allowed_schemes", "server_git_hosts", mode="before")
+    @field_validator("git_allowed_schemes", "server_git_hosts", "cache_remote_verify_keys", mode="before")
     @classmethod
     def _string_list(cls, value: Any) -> Any:
         """A JSON list, or (the natural way to write it in an environment variable) comma-separated."""
@@ -237,6 +241,27 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return _json(text, "a JSON list of strings")
         return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    @field_validator("cache_remote_verify_keys")
+    @classmethod
+    def _valid_verify_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gocaas.cache.signing import parse_key
+
+        return tuple(parse_key(key, "public key").hex() for key in value)
+
+    @field_validator("cache_remote_signing_key_file")
+    @classmethod
+    def _readable_signing_key(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        from gocaas.cache.signing import parse_key
+
+        path = value.expanduser().absolute()
+        try:
+            parse_key(path.read_text(encoding="ascii"), f"signing key in {path}")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the signing key: {exc}") from None
+        return path
 
     @field_validator("git_allowed_schemes")
     @classmethod

@@ -100,6 +100,7 @@ class HTTPRemote:
                     bytes.fromhex(resp.getheader("X-Gocaas-Output-Id") or ""),
                     int(resp.getheader("X-Gocaas-Size") or -1),
                     int(resp.getheader("X-Gocaas-Time-Ns") or 0),
+                    bytes.fromhex(resp.getheader("X-Gocaas-Sig") or ""),
                 )
             except ValueError:
                 entry = None
@@ -132,6 +133,8 @@ class HTTPRemote:
 
     def put_entry(self, namespace: str, action_id: bytes, entry: Entry) -> None:
         doc = {"output_id": entry.output_id.hex(), "size": entry.size, "time_ns": entry.time_ns}
+        if entry.sig:
+            doc["sig"] = entry.sig.hex()
         headers = {"Content-Type": "application/json"}
         self._simple("PUT", f"/v1/{namespace}/ac/{action_id.hex()}", json.dumps(doc).encode(), headers)
 
@@ -156,10 +159,16 @@ class HTTPRemote:
         try:
             found = []
             for line in data.splitlines():
-                aid, oid, size, time_ns = line.split()
-                found.append(
-                    (bytes.fromhex(aid.decode()), Entry(bytes.fromhex(oid.decode()), int(size), int(time_ns)))
+                aid, oid, size, time_ns, *sig = line.split()  # a signature when the entry has one
+                if len(sig) > 1:
+                    raise ValueError(f"{len(sig) + 4} fields in {line[:300]!r}")
+                entry = Entry(
+                    bytes.fromhex(oid.decode()),
+                    int(size),
+                    int(time_ns),
+                    bytes.fromhex(b"".join(sig).decode()),
                 )
+                found.append((bytes.fromhex(aid.decode()), entry))
         except ValueError as e:
             raise RemoteError(f"GET {path}: malformed manifest: {e}") from None
         return found
@@ -191,7 +200,8 @@ class HTTPRemote:
         self._release(conn, resp)
         try:
             doc = json.loads(data)
-            return Entry(bytes.fromhex(doc["output_id"]), doc["size"], doc["time_ns"])
+            sig = bytes.fromhex(doc.get("sig", ""))
+            return Entry(bytes.fromhex(doc["output_id"]), doc["size"], doc["time_ns"], sig)
         except (ValueError, KeyError, TypeError) as e:
             raise RemoteError(f"GET {path}: malformed entry: {e}") from None
 

@@ -23,6 +23,7 @@ DRAIN_MAX = 1 << 20  # a refused PUT body up to this is read and dropped (keeps 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
 MAX_TRACE_BODY = 16 << 20  # ~250,000 keys
+MAX_SIG_BYTES = 64  # an entry's signature (Ed25519's size, signing.py); stored, never checked, by the server
 MAX_PACK_OBJECTS = 100_000
 MAX_PACK_BODY = MAX_PACK_OBJECTS * 130
 
@@ -182,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
             "X-Gocaas-Size": str(entry.size),
             "X-Gocaas-Time-Ns": str(entry.time_ns),
         }
+        if entry.sig:
+            headers["X-Gocaas-Sig"] = entry.sig.hex()
         if "application/octet-stream" in (self.headers.get("Accept") or ""):
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -192,6 +195,8 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 os.close(fd)
         body = {"output_id": entry.output_id.hex(), "size": entry.size, "time_ns": entry.time_ns}
+        if entry.sig:
+            body["sig"] = entry.sig.hex()
         self._json(200, body, headers)
 
     def _put_entry(self, namespace: str, action_id: bytes, writable: bool) -> None:
@@ -210,6 +215,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise HTTPError(400, "bad size: want a non-negative integer")
             if time_ns is not None and (type(time_ns) is not int or time_ns < 0):
                 raise HTTPError(400, "bad time_ns: want a non-negative integer")
+            sig = doc.get("sig") or ""
+            if type(sig) is not str or len(sig) > 2 * MAX_SIG_BYTES:
+                raise HTTPError(400, f"bad sig: want at most {2 * MAX_SIG_BYTES} hex digits")
+            signature = bytes.fromhex(sig)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise HTTPError(400, f'bad entry: want JSON {{"output_id", "size"}}: {e}') from None
         store = self.server.store
@@ -221,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
             what = "absent" if present is None else f"{present} bytes, not {osize}"
             raise HTTPError(409, f"object {output_id.hex()} is {what}: PUT /v1/cas/{output_id.hex()} first")
         now = time.time_ns()
-        store.put_entry(namespace, action_id, output_id, osize, min(time_ns or now, now))
+        store.put_entry(namespace, action_id, output_id, osize, min(time_ns or now, now), signature)
         self.server.count(puts=1)
         self._json(201, {"output_id": output_id.hex(), "size": osize})
 
@@ -241,7 +250,10 @@ class Handler(BaseHTTPRequestHandler):
         found = self.server.traces.manifest(namespace, action_id)
         if not found:
             raise HTTPError(404, f"no trace holds action {action_id.hex()} in {namespace}")
-        lines = [f"{a.hex()} {e.output_id.hex()} {e.size} {e.time_ns}\n" for a, e in found]
+        lines = [
+            f"{a.hex()} {e.output_id.hex()} {e.size} {e.time_ns} {e.sig.hex()}".rstrip() + "\n"
+            for a, e in found
+        ]
         self.server.count(manifests=1)
         self._send(200, "".join(lines).encode(), "text/plain")
 

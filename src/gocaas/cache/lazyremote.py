@@ -42,9 +42,21 @@ class LazyRemote:
         from gocaas.cache.remote import RemoteTier
 
         opts = self.opts
+        signer = verifier = None
+        if opts.signing_key_file or opts.verify_keys:
+            from gocaas.cache.signing import EntrySigner, EntryVerifier
+
+            signer = EntrySigner.from_file(opts.signing_key_file) if opts.signing_key_file else None
+            verifier = EntryVerifier(opts.verify_keys) if opts.verify_keys else None
         client = HTTPRemote(opts.remote, opts.token, timeout=opts.remote_timeout)
         return RemoteTier(
-            self.store, opts.namespace, client, upload=self.upload_enabled, prefetch=opts.prefetch
+            self.store,
+            opts.namespace,
+            client,
+            upload=self.upload_enabled,
+            prefetch=opts.prefetch,
+            signer=signer,
+            verifier=verifier,
         )
 
     def fetch(self, action_id: bytes) -> tuple[Entry, str] | None:

@@ -18,7 +18,8 @@ from gocaas.cache.store import (
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
-                         [--remote-read-only] [--flush-timeout S] [--no-prefetch]]
+                         [--remote-read-only] [--flush-timeout S] [--no-prefetch]
+                         [--signing-key-file F] [--verify-key HEX ...]]
 
 A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
 
@@ -42,6 +43,9 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --no-prefetch       fetch each local miss on its own, and send no trace; by default the first miss
                       streams in what the last session using it used, and each session sends its trace
                       (the actions it used) on close (see prefetch.py)
+  --signing-key-file F  sign each uploaded entry with the Ed25519 private key in F (signing.py)
+  --verify-key HEX    take from the remote only entries signed by this Ed25519 public key (repeatable:
+                      any of them); an unsigned entry is a miss, a bad signature the remote's failure
 """
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
@@ -52,7 +56,8 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 class Options:
     __slots__ = (
         "dir", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only", "refill",
-        "remote", "remote_read_only", "remote_timeout", "stats", "token", "verify_limit", "workers",
+        "remote", "remote_read_only", "remote_timeout", "signing_key_file", "stats", "token", "verify_keys",
+        "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -71,6 +76,8 @@ class Options:
         self.remote_read_only = False
         self.flush_timeout = 5.0
         self.prefetch = True
+        self.signing_key_file = ""
+        self.verify_keys: list[bytes] = []
 
 
 def parse_size(text: str) -> int:
@@ -100,6 +107,8 @@ _SETTERS = {
     "--token-file": lambda o, v: setattr(o, "token", _read_token(v)),
     "--remote-timeout": lambda o, v: setattr(o, "remote_timeout", _within(v, 0.001, 3600)),
     "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", _within(v, 0, 3600)),
+    "--signing-key-file": lambda o, v: setattr(o, "signing_key_file", _readable(v)),
+    "--verify-key": lambda o, v: o.verify_keys.append(_public_key(v)),
 }
 _FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only", "--refill": "refill"}
 _OFF_FLAGS = {"--no-prefetch": "prefetch"}
@@ -109,6 +118,17 @@ def _check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"want an http:// or https:// URL, got {url!r}")
     return url
+
+
+def _readable(path: str) -> str:
+    with open(path, encoding="ascii"):  # noqa: PTH123 - a missing key file is bad usage, said at once
+        return path
+
+
+def _public_key(text: str) -> bytes:
+    from gocaas.cache.signing import parse_key  # imports nothing heavy until a key is used
+
+    return parse_key(text, "public key")
 
 
 def _read_token(path: str) -> str:

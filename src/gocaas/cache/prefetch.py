@@ -52,8 +52,10 @@ class Prefetcher:
         strike: Callable[[BaseException], None],
         count: Callable[..., None],
         stall_s: float = 2.0,
+        vet: Callable[[list[tuple[bytes, Entry]]], list[tuple[bytes, Entry]]] = lambda manifest: manifest,
     ) -> None:
         self.store, self.namespace, self.client = store, namespace, client
+        self._vet = vet  # the manifest's entries to take (RemoteTier: signed ones, with a verifier)
         self._guarded, self._failed, self._strike, self._count = guarded, failed, strike, count
         self.stall_s = stall_s
         self._cond = threading.Condition()
@@ -161,7 +163,7 @@ class Prefetcher:
         by_output: dict[bytes, list[tuple[bytes, Entry]]] = {}
         try:
             try:
-                manifest = self._guarded(self.client.manifest, self.namespace, action_id)
+                manifest = self._vet(self._guarded(self.client.manifest, self.namespace, action_id))
             except Exception as e:  # breaker open, remote down: this get goes on its own
                 self._failed(e)
                 manifest = []

@@ -14,6 +14,9 @@
   next to the local store (remote-<hash>.down): later cacheprog processes start open until reset_timeout
   has passed since, so that a build's many go commands do not each wait for a dead remote.
   Nothing here raises into the GOCACHEPROG server: a remote failure is a miss, or an upload not made.
+- Signed entries (signing.py): with a signer, every uploaded entry carries its signature; with a verifier,
+  an entry from the remote (alone or in a prefetch manifest) is taken only if one of its keys signed it:
+  unsigned is a miss (`remote_unsigned`), a bad signature a failure of the remote (`remote_bad_signatures`).
 """
 
 # str paths and os calls, as in store.py
@@ -38,6 +41,7 @@ from gocaas.cache.store import CacheError, Entry, Store
 
 if TYPE_CHECKING:
     from gocaas.cache.prefetch import Prefetcher
+    from gocaas.cache.signing import EntrySigner, EntryVerifier
 
 T = TypeVar("T")
 ENTRY_FLUSH_S = 30.0  # after the session, how long the prefetched entries may take to be written
@@ -69,8 +73,11 @@ class RemoteTier:
         fail_max: int = 3,
         reset_timeout: float = 30.0,
         queue_size: int = 10_000,
+        signer: EntrySigner | None = None,
+        verifier: EntryVerifier | None = None,
     ) -> None:
         self.store, self.namespace, self.client = store, namespace, client
+        self.signer, self.verifier = signer, verifier
         self.upload_enabled = upload and not store.read_only
         self.counts = dict.fromkeys(REMOTE_COUNTERS, 0)
         self._lock = threading.Lock()
@@ -103,7 +110,7 @@ class RemoteTier:
 
             self.prefetcher = Prefetcher(
                 store, namespace, client, guarded=self._guarded, failed=self._failed, strike=self._strike,
-                count=self._count, stall_s=client.timeout,
+                count=self._count, stall_s=client.timeout, vet=self._vet_manifest,
             )  # fmt: skip
 
     # -- reads
@@ -142,7 +149,37 @@ class RemoteTier:
         if got is not None and got[1].digest() != got[0].output_id:
             got[1].abort()
             raise RemoteError(f"GET {action_id.hex()}: body does not hash to {got[0].output_id.hex()}")
+        if got is not None and not self._vouched(action_id, got[0]):
+            got[1].abort()
+            return None
         return got
+
+    def _vouched(self, action_id: bytes, entry: Entry) -> bool:
+        """Whether to take this entry from the remote: always without a verifier; else only if signed by one
+        of its keys. A bad signature raises RemoteError (the remote's failure, for the breaker)."""
+        if self.verifier is None:
+            return True
+        verdict = self.verifier.check(self.namespace, action_id, entry.output_id, entry.size, entry.sig)
+        if verdict == "unsigned":
+            self._count(remote_unsigned=1)
+            return False
+        if verdict == "bad":
+            self._count(remote_bad_signatures=1)
+            raise RemoteError(f"entry for action {action_id.hex()}: bad signature")
+        return True
+
+    def _vet_manifest(self, manifest: list[tuple[bytes, Entry]]) -> list[tuple[bytes, Entry]]:
+        """The manifest's entries _vouched() for; the first bad signature is one strike on the breaker."""
+        kept, bad = [], None
+        for action_id, entry in manifest:
+            try:
+                if self._vouched(action_id, entry):
+                    kept.append((action_id, entry))
+            except RemoteError as e:
+                bad = bad or e
+        if bad is not None:
+            self._strike(bad)
+        return kept
 
     def _writer(self) -> ObjectWriter:
         if not self.store.read_only:
@@ -205,6 +242,9 @@ class RemoteTier:
             with body:
                 self._guarded(self.client.put_object, oid, body, size)
             self._count(remote_bytes_up=size)
+        if self.signer is not None:
+            sig = self.signer.sign(self.namespace, action_id, oid, size)
+            entry = Entry(oid, size, entry.time_ns, sig)
         self._guarded(self.client.put_entry, self.namespace, action_id, entry)
         self._count(uploads=1)
 

@@ -13,7 +13,8 @@ local store and were served by the remote; inside `hits`, so local hits are hits
 `remote_requests` (HTTP requests sent), `breaker_opens`, and the prefetch's (prefetch.py): `prefetch_hits`
 (remote hits that waited for a prefetch stream to bring their object in; a get whose object a prefetch had
 already written counts as a local hit), `prefetched` and `prefetch_bytes` (objects and bytes it
-wrote; in `remote_bytes_down`), `traces_sent` (1 when this session's trace was uploaded).
+wrote; in `remote_bytes_down`), `traces_sent` (1 when this session's trace was uploaded); with a verify key,
+`remote_unsigned` (remote entries refused for want of a signature) and `remote_bad_signatures`.
 
 Lean on purpose (no json import): the program's start-up time counts on every go command.
 """
@@ -29,7 +30,7 @@ COUNTERS = ("gets", "hits", "misses", "hit_bytes", "puts", "put_bytes", "put_new
 REMOTE_COUNTERS = (
     "remote_hits", "remote_misses", "remote_skipped", "remote_bytes_down", "uploads", "upload_skipped",
     "upload_dropped", "remote_bytes_up", "remote_errors", "remote_requests", "breaker_opens", "prefetch_hits",
-    "prefetched", "prefetch_bytes", "traces_sent",
+    "prefetched", "prefetch_bytes", "traces_sent", "remote_unsigned", "remote_bad_signatures",
 )  # fmt: skip
 
 

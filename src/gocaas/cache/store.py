@@ -4,6 +4,7 @@ Layout under the root (`$GOCAAS_HOME/cache` by default):
 
     objects/<2hex>/<64hex>                 bodies, named by their SHA-256 (what the go command calls OutputID)
     actions/<namespace>/<2hex>/<hex>       action entries, one line: "v1 <output hex> <size> <put time ns>"
+                                           [" <signature hex>"] (a server's signed entries, signing.py)
     tmp/                                   files being written, renamed into place when complete
     usage                                  estimated total size in bytes (every gc rewrites it from disk)
 
@@ -69,14 +70,16 @@ class CacheError(Exception):
 
 
 class Entry:
-    """An action entry: the output it names, that output's size, and when it was put."""
+    """An action entry: the output it names, that output's size, when it was put, and the signature of a
+    trusted writer if it has one (signing.py; not part of equality)."""
 
-    __slots__ = ("output_id", "size", "time_ns")
+    __slots__ = ("output_id", "sig", "size", "time_ns")
 
-    def __init__(self, output_id: bytes, size: int, time_ns: int) -> None:
+    def __init__(self, output_id: bytes, size: int, time_ns: int, sig: bytes = b"") -> None:
         self.output_id = output_id
         self.size = size
         self.time_ns = time_ns
+        self.sig = sig
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Entry):
@@ -274,12 +277,19 @@ class Store:
             return False
 
     def put_entry(
-        self, namespace: str, action_id: bytes, output_id: bytes, size: int, time_ns: int | None = None
+        self,
+        namespace: str,
+        action_id: bytes,
+        output_id: bytes,
+        size: int,
+        time_ns: int | None = None,
+        sig: bytes = b"",
     ) -> Entry:
         """Record action_id → output_id (the caller has checked that the object is there)."""
         apath = self.action_path(namespace, action_id)
-        entry = Entry(output_id, size, time.time_ns() if time_ns is None else time_ns)
-        line = f"v1 {output_id.hex()} {entry.size} {entry.time_ns}\n".encode()
+        entry = Entry(output_id, size, time.time_ns() if time_ns is None else time_ns, sig)
+        signed = f" {sig.hex()}" if sig else ""
+        line = f"v1 {output_id.hex()} {entry.size} {entry.time_ns}{signed}\n".encode()
         fd, tmp = self._mktemp()
         try:
             write_all(fd, line)
@@ -391,9 +401,10 @@ def _parse_entry(raw: bytes) -> Entry | None:
 def _parse_entry_hex(raw: bytes) -> tuple[Entry, str] | None:
     """An entry file's contents: the entry and its output ID in hex (the object's file name)."""
     parts = raw.split()
-    if len(parts) != 4 or parts[0] != b"v1" or len(parts[1]) != 64 or not raw.endswith(b"\n"):
+    if not 4 <= len(parts) <= 5 or parts[0] != b"v1" or len(parts[1]) != 64 or not raw.endswith(b"\n"):
         return None
     try:
-        return Entry(unhexlify(parts[1]), int(parts[2]), int(parts[3])), parts[1].decode("ascii")
+        sig = unhexlify(parts[4]) if len(parts) == 5 else b""
+        return Entry(unhexlify(parts[1]), int(parts[2]), int(parts[3]), sig), parts[1].decode("ascii")
     except (ValueError, BinasciiError):
         return None

@@ -1,5 +1,5 @@
-"""`gocaas cache stats|gc|verify|clear|explain|serve`, and `gocaas cacheprog` (the GOCACHEPROG program by
-hand)."""
+"""`gocaas cache stats|gc|verify|clear|keygen|explain|serve`, and `gocaas cacheprog` (the GOCACHEPROG
+program by hand)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -73,6 +74,9 @@ def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
             ("remote failures", f"{t['remote_errors']} errors, {t['remote_skipped']} not asked "
                                 f"(breaker open), {t['breaker_opens']} breaker opens"),
         ]  # fmt: skip
+        if t["remote_unsigned"] or t["remote_bad_signatures"]:
+            refused = f"{t['remote_unsigned']} unsigned, {t['remote_bad_signatures']} with a bad signature"
+            rows.append(("refused entries", refused))
     return rows
 
 
@@ -160,6 +164,22 @@ def cache_clear(
         shutil.rmtree(trash, ignore_errors=True)
         message += f", and the result cache {results_dir}"
     Console().print(message, highlight=False)
+
+
+@cache_app.command("keygen")
+def cache_keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the private key (it must not exist).")],
+) -> None:
+    """Make an Ed25519 key pair for signed cache entries: the private key goes to PATH (mode 0600) for
+    trusted writers (cache_remote_signing_key_file); the public key is printed, for every reader
+    (cache_remote_verify_keys)."""
+    from gocaas.cache.signing import generate
+
+    try:
+        public = generate(str(path))
+    except OSError as exc:
+        raise fail(f"cannot write the private key: {exc}") from None
+    typer.echo(public.hex())
 
 
 @cache_app.command("explain")

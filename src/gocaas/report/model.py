@@ -95,6 +95,10 @@ class CacheUse(_Model):
     prefetch_bytes: int = 0
     prefetch_hits: int = 0
     traces_sent: int = 0
+    # Signed entries (gocaas.cache.signing), with verify keys: remote entries refused unsigned, or with a
+    # signature none of the keys made.
+    remote_unsigned: int = 0
+    remote_bad_signatures: int = 0
 
     @property
     def hit_ratio(self) -> float:

@@ -64,6 +64,10 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
             extra.append("--remote-read-only")
         if not settings.cache_remote_prefetch:
             extra.append("--no-prefetch")
+        if settings.cache_remote_signing_key_file is not None:
+            extra += ["--signing-key-file", str(settings.cache_remote_signing_key_file)]
+        for key in settings.cache_remote_verify_keys:
+            extra += ["--verify-key", key]
     return cacheprog_command(
         settings.cache_dir,
         namespace=settings.cache_namespace,
