@@ -131,7 +131,7 @@ def test_a_verifying_worker_takes_signed_entries_and_refuses_swapped_ones(
     env = remote_env(tmp_path / "b", tmp_path / "b-local", swapped.url, "--verify-key", public.hex())
     go(["build", "-o", str(tmp_path / "b" / "hello"), "."], HELLO, env)
     (line,) = read_stats(tmp_path / "b" / "stats.jsonl")
-    assert line["remote_hits"] == line["prefetched"] == 0, "neither streamed in nor fetched alone"
+    assert line["hits"] == 0, "no entry taken, streamed in or fetched alone (objects may have come)"
     assert line["remote_bad_signatures"] > 50 and line["breaker_opens"] >= 1
     assert (tmp_path / "b" / "hello").read_bytes() == (tmp_path / "a" / "hello").read_bytes()
 
