@@ -5,6 +5,8 @@ real go command, cacheprog as gocaas starts it (`python -I -S`) and a real `goca
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -177,3 +179,32 @@ def test_the_server_refuses_a_malformed_signature(live_server: Callable[..., Liv
     got = remote.get("default", AID)
     assert got is not None and got.sig == signed.sig
     remote.close()
+
+
+def test_verify_purges_entries_no_key_signed(tmp_path: Path, keys: tuple[Path, bytes]) -> None:
+    """How a cache server is cleaned after untrusted writers got in: `gocaas cache verify --verify-key`."""
+    path, public = keys
+    signer = EntrySigner.from_file(str(path))
+    home = tmp_path / "home"
+    store = Store(home / "cache")
+    ids = [sha(b"good"), sha(b"swapped"), sha(b"unsigned")]
+    for aid in ids:
+        store.put("default", aid, sha(aid), aid)
+    good = signer.sign("default", ids[0], sha(ids[0]), 32)
+    store.put_entry("default", ids[0], sha(ids[0]), 32, sig=good)
+    store.put_entry("default", ids[1], sha(ids[1]), 32, sig=good)  # another action's signature
+
+    def verify_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = python_env(GOCAAS_HOME=str(home), COLUMNS="200")
+        command = [sys.executable, "-m", "gocaas", "cache", "verify", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    first = verify_cli("--verify-key", public.hex())
+    assert first.returncode == 1 and "1 bad signatures, 1 unsigned; removed 1" in first.stdout, first.stdout
+    assert [store.get("default", aid) is not None for aid in ids] == [True, False, True]
+    second = verify_cli("--verify-key", public.hex(), "--drop-unsigned")
+    assert second.returncode == 0 and "0 bad signatures, 1 unsigned (removed); removed 1" in second.stdout
+    assert [store.get("default", aid) is not None for aid in ids] == [True, False, False]
+    refused = verify_cli("--drop-unsigned")
+    assert refused.returncode == 2 and "needs a verify key" in refused.stderr
+    assert verify_cli().returncode == 0, "without keys, signatures are not looked at"

@@ -31,6 +31,10 @@ from itertools import count
 from gocaas.cache.files import lock_file, unlink, unlock_file
 from gocaas.cache.store import CacheError, Store, _parse_entry, check_namespace
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gocaas.cache.signing import EntryVerifier
+
 LOW_WATER = 0.9  # an automatic gc brings the store down to this fraction of its budget
 _trash_seq = count()
 
@@ -55,6 +59,10 @@ class VerifyResult:
     bad_actions: int = 0
     bytes: int = 0
     removed: list[str] = field(default_factory=list)
+    # with a verifier (signing.py): entries whose signature none of its keys made (removed), and unsigned
+    # entries (removed only when asked)
+    bad_signatures: int = 0
+    unsigned: int = 0
 
 
 def _files(directory: str, depth: int) -> list[tuple[float, int, str]]:
@@ -160,8 +168,12 @@ def _object_present(store: Store, action_path: str) -> bool:
     return entry is not None and os.path.exists(store.path(entry.output_id))
 
 
-def verify(store: Store) -> VerifyResult:
-    """Rehash every object and check every action entry; remove what is corrupt (unless read-only)."""
+def verify(
+    store: Store, verifier: EntryVerifier | None = None, *, drop_unsigned: bool = False
+) -> VerifyResult:
+    """Rehash every object and check every action entry; remove what is corrupt (unless read-only). With a
+    verifier, an entry must also carry a signature of one of its keys: a bad one is removed, an unsigned
+    one counted (and removed with drop_unsigned), e.g. to purge a server of what untrusted writers put."""
     result = VerifyResult()
     sizes: dict[str, int] = {}
     for _, size, path in _files(store.objects_dir, 1):
@@ -186,10 +198,21 @@ def verify(store: Store) -> VerifyResult:
                 entry = _parse_entry(f.read(256))
         except FileNotFoundError:
             continue
-        if entry is not None and _object_size(store, entry.output_id, sizes) == entry.size:
+        if entry is None or _object_size(store, entry.output_id, sizes) != entry.size:
+            result.bad_actions += 1  # unreadable, dangling, or naming a size its object does not have
+            _remove(store, path, result)
             continue
-        result.bad_actions += 1  # unreadable, dangling, or naming a size its object does not have
-        _remove(store, path, result)
+        if verifier is not None:
+            namespace, name = path.split("/")[-3], os.path.basename(path)
+            try:
+                action_id = bytes.fromhex(name)
+            except ValueError:  # not a name the store gives an entry
+                action_id = b""
+            verdict = verifier.check(namespace, action_id, entry.output_id, entry.size, entry.sig)
+            result.bad_signatures += verdict == "bad"
+            result.unsigned += verdict == "unsigned"
+            if verdict == "bad" or (verdict == "unsigned" and drop_unsigned):
+                _remove(store, path, result)
     return result
 
 

@@ -114,19 +114,45 @@ def cache_gc(
 
 
 @cache_app.command("verify")
-def cache_verify() -> None:
-    """Rehash every object; corrupt ones (and entries pointing at missing objects) are removed."""
+def cache_verify(
+    verify_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also check entries' signatures against this public key (repeatable; default: "
+            "the cache_remote_verify_keys setting); bad ones are removed."
+        ),
+    ] = None,
+    drop_unsigned: Annotated[
+        bool, typer.Option(help="With verify keys, also remove entries that carry no signature.")
+    ] = False,
+) -> None:
+    """Rehash every object; corrupt ones (and entries pointing at missing objects) are removed. With verify
+    keys, entries whose signature none of the keys made are removed too (e.g. on a cache server)."""
     from gocaas.cache.maintenance import verify
+    from gocaas.cache.signing import EntryVerifier, parse_key
     from gocaas.cache.store import Store
 
     settings = load()
-    result = verify(Store(str(settings.cache_dir)))
+    try:
+        keys = [parse_key(k, "--verify-key") for k in verify_key or settings.cache_remote_verify_keys]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if drop_unsigned and not keys:
+        raise fail("--drop-unsigned needs a verify key (--verify-key or cache_remote_verify_keys)")
+    verifier = EntryVerifier(keys) if keys else None
+    result = verify(Store(str(settings.cache_dir)), verifier, drop_unsigned=drop_unsigned)
+    signed = (
+        f"; {result.bad_signatures} bad signatures, {result.unsigned} unsigned"
+        f"{' (removed)' if drop_unsigned else ''}"
+        if verifier is not None
+        else ""
+    )
     Console().print(
         f"{result.objects} objects ({_size(result.bytes)}), {result.corrupt_objects} corrupt; "
-        f"{result.actions} entries, {result.bad_actions} bad; removed {len(result.removed)}",
+        f"{result.actions} entries, {result.bad_actions} bad{signed}; removed {len(result.removed)}",
         highlight=False,
     )
-    if result.corrupt_objects or result.bad_actions:
+    if result.corrupt_objects or result.bad_actions or result.bad_signatures:
         raise typer.Exit(1)
 
 
