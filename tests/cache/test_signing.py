@@ -208,3 +208,32 @@ def test_verify_purges_entries_no_key_signed(tmp_path: Path, keys: tuple[Path, b
     refused = verify_cli("--drop-unsigned")
     assert refused.returncode == 2 and "needs a verify key" in refused.stderr
     assert verify_cli().returncode == 0, "without keys, signatures are not looked at"
+
+
+def test_a_server_with_verify_keys_refuses_entries_no_key_signed(
+    tmp_path: Path, keys: tuple[Path, bytes], live_server: Callable[..., LiveServer]
+) -> None:
+    """A write token alone cannot put entries: whoever lacks the private key is refused (403)."""
+    path, public = keys
+    server = live_server(verify_keys=[public])
+    other = tmp_path / "other.key"
+    generate(str(other))
+    writers = {
+        "unsigned": Session(tmp_path / "u", *remote_args(server.url)),
+        "wrong key": Session(tmp_path / "w", *remote_args(server.url), "--signing-key-file", str(other)),
+        "signed": Session(tmp_path / "s", *remote_args(server.url), "--signing-key-file", str(path)),
+    }
+    actions = {name: sha(name.encode()) for name in writers}
+    for name, session in writers.items():
+        session.put(actions[name], name.encode() * 50)
+        assert session.close() == 0
+    stored = Store(server.store)
+    assert stored.get("default", actions["unsigned"]) is None
+    assert stored.get("default", actions["wrong key"]) is None
+    signed = stored.get("default", actions["signed"])
+    assert signed is not None and signed.sig
+    refused = HTTPRemote(server.url, TOKEN)
+    with pytest.raises(RemoteRefused) as error:
+        refused.put_entry("default", actions["unsigned"], Entry(signed.output_id, signed.size, 1, signed.sig))
+    assert error.value.status == 403 and "not signed by a key this server trusts (bad)" in str(error.value)
+    refused.close()

@@ -229,6 +229,11 @@ class Handler(BaseHTTPRequestHandler):
         if present != osize:
             what = "absent" if present is None else f"{present} bytes, not {osize}"
             raise HTTPError(409, f"object {output_id.hex()} is {what}: PUT /v1/cas/{output_id.hex()} first")
+        verifier = self.server.verifier
+        if verifier is not None:
+            verdict = verifier.check(namespace, action_id, output_id, osize, signature)
+            if verdict != "ok":
+                raise HTTPError(403, f"entry not signed by a key this server trusts ({verdict})")
         now = time.time_ns()
         store.put_entry(namespace, action_id, output_id, osize, min(time_ns or now, now), signature)
         self.server.count(puts=1)

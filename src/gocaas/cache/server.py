@@ -25,7 +25,10 @@
 Every /v1 request carries `Authorization: Bearer <token>` (compared in constant time; 401 without it or with a
 wrong one). The write token may read and write; an optional read token only reads (403 on PUT), as does every
 token on a `read_only` server and every token for the `read_only_namespaces`. Bad namespaces or keys are 400
-naming the field. Errors are JSON {"error": "..."}.
+naming the field. Errors are JSON {"error": "..."}. An entry PUT may carry "sig", its writer's signature
+(signing.py), kept with the entry and answered with it (X-Gocaas-Sig, a manifest line's fifth field); with
+`verify_keys`, an entry PUT without a signature one of them made is refused (403), so that a write token
+alone cannot put entries.
 
 Why the standard library's ThreadingHTTPServer and not FastAPI on uvicorn: a fresh worker fetches one object
 per go get, strictly in turn, and `go build std` is 1,066 of them (167 MB), so the round trip is the cost.
@@ -47,6 +50,10 @@ from http.server import ThreadingHTTPServer
 from gocaas.cache.handler import Handler
 from gocaas.cache.store import DEFAULT_MAX_SIZE, Store, check_namespace
 from gocaas.cache.traces import TraceStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gocaas.cache.signing import EntryVerifier
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
 READ_TOKEN_ENV = "GOCAAS_CACHE_READ_TOKEN"
@@ -74,6 +81,7 @@ class CacheHTTPServer(ThreadingHTTPServer):
         read_token: str | None = None,
         read_only_namespaces: Iterable[str] = (),
         max_object_size: int = DEFAULT_MAX_OBJECT,
+        verify_keys: Iterable[bytes] = (),
     ) -> None:
         if not token:
             raise ValueError(f"a token is required (--token or ${TOKEN_ENV})")
@@ -85,6 +93,11 @@ class CacheHTTPServer(ThreadingHTTPServer):
             self.tokens.append((b"Bearer " + read_token.encode(), False))
         self.read_only_namespaces = frozenset(check_namespace(ns) for ns in read_only_namespaces)
         self.max_object_size = max_object_size
+        self.verifier: EntryVerifier | None = None
+        if keys := list(verify_keys):  # entries must be signed by one of these (signing.py)
+            from gocaas.cache.signing import EntryVerifier
+
+            self.verifier = EntryVerifier(keys)
         self.counters = dict.fromkeys(("requests", "ac_hits", "ac_misses", "cas_gets", "puts", "refused"), 0)
         self.counters |= {"bytes_in": 0, "bytes_out": 0, "errors": 0, "manifests": 0, "packs": 0}
         self.traces = TraceStore(store)
@@ -130,6 +143,7 @@ def make_server(
     read_only_namespaces: Iterable[str] = (),
     max_object_size: int = DEFAULT_MAX_OBJECT,
     max_size: int | None = DEFAULT_MAX_SIZE,
+    verify_keys: Iterable[bytes] = (),
 ) -> CacheHTTPServer:
     """A bound server (port 0: any free port, see `.url`); run it with serve_forever(), stop with shutdown().
     The token defaults to $GOCAAS_CACHE_TOKEN; max_size is the store's budget (LRU gc past it; None: none)."""
@@ -142,6 +156,7 @@ def make_server(
             read_token=read_token,
             read_only_namespaces=read_only_namespaces,
             max_object_size=max_object_size,
+            verify_keys=verify_keys,
         )
     except OSError as e:  # in use, not an address of this machine, a name that does not resolve
         raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
@@ -185,10 +200,12 @@ def serve_command(
     read_only_namespaces: Iterable[str] = (),
     max_size: str | None = None,
     max_object_size: str | None = None,
+    verify_keys: Iterable[str] = (),
 ) -> None:
     """`gocaas cache serve --listen HOST:PORT [--token T] [--dir DIR] ...`: flags as given on a command line
     (sizes like 10G; token default $GOCAAS_CACHE_TOKEN; dir default the local cache dir). Blocks."""
     from gocaas.cache.options import parse_size
+    from gocaas.cache.signing import parse_key
     from gocaas.cache.store import default_cache_dir
 
     host, port = parse_listen(listen)
@@ -202,6 +219,7 @@ def serve_command(
         read_only_namespaces=tuple(read_only_namespaces),
         max_size=DEFAULT_MAX_SIZE if max_size is None else (parse_size(max_size) or None),
         max_object_size=DEFAULT_MAX_OBJECT if max_object_size is None else parse_size(max_object_size),
+        verify_keys=[parse_key(key, "--verify-key") for key in verify_keys],
     )
 
 
@@ -219,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="refuse PUTs of action entries in NS (repeatable)")  # fmt: skip
     parser.add_argument("--max-size", help="the store's budget, e.g. 50G (default 10G; 0: none)")
     parser.add_argument("--max-object-size", help="the largest object a PUT may send (default 2G)")
+    parser.add_argument("--verify-key", action="append", default=[], metavar="HEX",
+                        help="accept only entries signed by this public key (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         serve_command(
@@ -230,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             read_only_namespaces=args.read_only_namespace,
             max_size=args.max_size,
             max_object_size=args.max_object_size,
+            verify_keys=args.verify_key,
         )
     except (ValueError, OSError) as e:
         sys.stderr.write(f"gocaas cache serve: {e}\n")

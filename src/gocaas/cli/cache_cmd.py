@@ -238,6 +238,10 @@ def cache_serve(
     ] = None,
     max_size: Annotated[str | None, typer.Option(help="The store's budget, e.g. 50GiB.")] = None,
     max_object_size: Annotated[str | None, typer.Option(help="The largest object accepted.")] = None,
+    verify_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Accept only entries signed by this Ed25519 public key (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve the build cache over HTTP to other workers (GET/HEAD/PUT by namespace and key, bearer token)."""
     from gocaas.cache.server import serve_command
@@ -255,6 +259,7 @@ def cache_serve(
             read_only_namespaces=read_only_namespace or (),
             max_size=max_size,
             max_object_size=max_object_size,
+            verify_keys=verify_key or (),
         )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
