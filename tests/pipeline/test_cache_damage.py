@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gocaas.cache.signing import EntrySigner, generate
 from gocaas.errors import FailureClass
 from gocaas.go.diagnostics import parse_diagnostics
 from gocaas.go.runner import CommandResult
@@ -24,6 +25,7 @@ from gocaas.pipeline.classify import classify
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
 from tests.cache.conftest import TOKEN, LiveServer
+from tests.cache.test_signing import signed_copy
 from tests.conftest import EXAMPLES, BuildFn
 
 DAMAGE_NOTE = "a damaged build cache, not the module's code"
@@ -186,3 +188,29 @@ def test_a_printed_binary_is_not_an_out_of_memory(toolchain: Toolchain) -> None:
     result = CommandResult(("go", "build"), 1, "", dump, 0.1)
     error = classify(result, stage="build", module_root=Path("/src"), goroot=toolchain.goroot)
     assert error.kind == "toolchain_or_cache", error
+
+
+def test_with_signed_entries_a_worker_never_takes_the_swapped_ones(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    healthy: BuildReport,
+    tmp_path: Path,
+) -> None:
+    """The same swap as above, but signed by a trusted writer and checked by the worker (signing.py): the
+    swapped entries are refused before go sees them, so nothing needs rebuilding over a damaged cache."""
+    key = tmp_path / "signing.key"
+    public = generate(str(key))
+    signed_copy(settings.cache_dir, tmp_path / "remote-store", EntrySigner.from_file(str(key)), rotate=True)
+    server = LiveServer(tmp_path / "remote-store")
+    try:
+        worker: Settings = fresh_settings(
+            cache_remote_url=server.url, cache_remote_token=TOKEN, cache_remote_verify_keys=(public.hex(),)
+        )
+        report = build(EXAMPLES / "hello", settings_=worker, out=tmp_path / "out", vet=False)
+    finally:
+        server.stop()
+    assert report.failure is None, report.failure
+    assert not any(DAMAGE_NOTE in note for note in notes_of(report))
+    assert report.cache is not None and report.cache.refills == 0 and report.cache.remote_bad_signatures > 0
+    assert binaries(report) == binaries(healthy)
