@@ -19,10 +19,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO, Protocol, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from gocaas.cache.store import Entry
+
+if TYPE_CHECKING:
+    from gocaas.cache.packstream import PackStream
 
 OCTET = "application/octet-stream"
 MIN_RATE = 1 << 20  # bytes/s: a body arriving slower than this (after the timeout) is a failure
@@ -31,7 +34,7 @@ SMALL = 64 << 10  # bodies up to this are read whole
 # or a manifest past this, is refused before it fills the disk or memory.
 MAX_OBJECT = 4 << 30
 MAX_MANIFEST = 64 << 20
-_CHUNK = 1 << 20
+CHUNK = 1 << 20  # the most read or written at once
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
@@ -186,6 +189,8 @@ class HTTPRemote:
         except BaseException:
             conn.close()
             raise
+        from gocaas.cache.packstream import PackStream  # it imports this module's errors and limits
+
         return PackStream(resp, conn, deadline)
 
     # -- Backend
@@ -275,7 +280,7 @@ class HTTPRemote:
             self.requests += 1
         if conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            return cls(self._host, self._port, timeout=timeout, blocksize=_CHUNK), False
+            return cls(self._host, self._port, timeout=timeout, blocksize=CHUNK), False
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         conn.timeout = timeout
@@ -326,10 +331,10 @@ class HTTPRemote:
             return
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = memoryview(bytearray(_CHUNK))
+            buf = self._local.buf = memoryview(bytearray(CHUNK))
         got = 0
         while got < size:
-            n = resp.readinto(buf[: min(_CHUNK, size - got)])
+            n = resp.readinto(buf[: min(CHUNK, size - got)])
             if not n:
                 raise RemoteError(f"GET {path}: body ended after {got} of {size} bytes")
             write(buf[:n])
@@ -342,88 +347,13 @@ def _read_limited(resp: http.client.HTTPResponse, limit: int, deadline: float) -
     """The body, or None if it is longer than limit or still coming at the deadline."""
     parts: list[bytes] = []
     got = 0
-    while chunk := resp.read1(min(_CHUNK, limit + 1 - got)):
+    while chunk := resp.read1(min(CHUNK, limit + 1 - got)):
         parts.append(chunk)
         got += len(chunk)
         if got > limit or time.monotonic() > deadline:
             return None
     resp.read()  # nothing is left; this marks the response done, so that its connection can be reused
     return b"".join(parts)
-
-
-class PackStream:
-    """The answer to a pack request: `next()` gives (output_id, size) of the next object (size -1: the remote
-    lacks it) or None at the end; then `read_into(sink)` or `skip()` consumes its bytes.
-
-    Bytes are read as they arrive (one recv at a time), so `bytes_read` shows progress to other threads, and
-    a read fails past the deadline or once `close()` was called: a pack dripping just faster than the socket
-    timeout would otherwise never end."""
-
-    def __init__(
-        self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: float = math.inf
-    ) -> None:
-        self._resp, self._conn, self._deadline = resp, conn, deadline
-        self._left = 0
-        self._closed = False
-        self.bytes_read = 0
-
-    def next(self) -> tuple[bytes, int] | None:
-        if self._left:
-            self.skip()
-        self._check_time()
-        line = self._resp.readline(200)
-        if not line:
-            return None
-        try:
-            oid, size = line.split()
-            found = bytes.fromhex(oid.decode()), int(size)
-        except ValueError:
-            raise RemoteError(f"pack: malformed object header {line[:100]!r}") from None
-        if found[1] > MAX_OBJECT:
-            raise RemoteError(f"pack: an object of {found[1]} bytes (over {MAX_OBJECT})")
-        self._left = max(0, found[1])
-        return found
-
-    def read_into(self, sink: Sink) -> None:
-        while self._left:
-            sink.write(self._read())
-
-    def read_all(self) -> bytes:
-        """The whole of the current object."""
-        parts = []
-        while self._left:
-            parts.append(self._read())
-        return b"".join(parts)  # one part (the usual case) is returned as it is
-
-    def skip(self) -> None:
-        self.read_into(_Discard())
-
-    def close(self) -> None:
-        self._closed = True
-        self._conn.close()
-
-    def _read(self) -> bytes:
-        self._check_time()
-        chunk = self._resp.read1(min(self._left, _CHUNK))
-        if not chunk:
-            raise RemoteError(f"pack: the answer ended {self._left} bytes into an object")
-        self._left -= len(chunk)
-        self.bytes_read += len(chunk)
-        return chunk
-
-    def _check_time(self) -> None:
-        if self._closed:
-            raise RemoteError("pack: closed")
-        if time.monotonic() > self._deadline:
-            raise RemoteError(f"pack: too slow ({self.bytes_read} bytes by the deadline)")
-
-
-class _Discard:
-    def write(self, data: bytes | memoryview) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 def _rewind(body: BinaryIO | bytes | None) -> bool:

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from queue import Queue, SimpleQueue
 from typing import Any
 
-from gocaas.cache.client import MIN_RATE, HTTPRemote, PackStream, RemoteError
+from gocaas.cache.client import MIN_RATE, HTTPRemote, RemoteError
 from gocaas.cache.files import ObjectWriter
+from gocaas.cache.packstream import PackStream
 from gocaas.cache.store import Entry, Store
 
 MAX_MANIFESTS = 4
