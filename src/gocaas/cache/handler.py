@@ -23,7 +23,7 @@ DRAIN_MAX = 1 << 20  # a refused PUT body up to this is read and dropped (keeps 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
 MAX_TRACE_BODY = 16 << 20  # ~250,000 keys
-MAX_SIG_BYTES = 64  # an entry's signature (Ed25519's size, signing.py); stored, never checked, by the server
+MAX_SIG_BYTES = 64  # an entry's signature (Ed25519's size, signing.py); checked only with verify keys
 MAX_PACK_OBJECTS = 100_000
 MAX_PACK_BODY = MAX_PACK_OBJECTS * 130
 

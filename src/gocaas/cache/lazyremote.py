@@ -10,6 +10,8 @@ from gocaas.cache.stats import REMOTE_COUNTERS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from gocaas.cache.options import Options
     from gocaas.cache.remote import RemoteTier
     from gocaas.cache.store import Entry, Store
@@ -85,6 +87,20 @@ class LazyRemote:
     def cleanup(self) -> None:
         if self._tier is not None:
             self._tier.cleanup()
+
+
+def import_site(name: str) -> Any:
+    """Module `name`, importable under cacheprog's `python -I -S`: the interpreter's site-packages are added
+    to sys.path when the plain import fails (pybreaker for the tier, cryptography for signed entries)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        import site
+
+        sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
+        return importlib.import_module(name)
 
 
 def lazy_remote(store: Store, opts: Options) -> LazyRemote | None:

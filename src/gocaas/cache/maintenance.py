@@ -232,25 +232,27 @@ def _remove(store: Store, path: str, result: VerifyResult) -> None:
         unlink(path)
 
 
+def remove_tree(directory: str, trash: str, depth: int = 0) -> int:
+    """Remove directory whole: renamed to trash (same filesystem) first, so that a reader sees it whole or
+    not at all, never half removed. Returns how many files were `depth` levels below it (0: it was absent)."""
+    try:
+        os.rename(directory, trash)
+    except FileNotFoundError:
+        return 0
+    found = len(_files(trash, depth))
+    shutil.rmtree(trash, ignore_errors=True)
+    return found
+
+
 def clear_namespace(store: Store, namespace: str) -> int:
     """Drop every action entry of namespace, and the traces a cache server keeps of it; returns how many
-    entries. Objects stay: they are shared, named by their hash, and gc reclaims what nothing uses.
-
-    Each directory is renamed away before it is removed, so a concurrent get sees the namespace whole or
-    empty, never half cleared; a put racing with it recreates its directory (files.place) and is kept."""
+    entries. Objects stay: they are shared, named by their hash, and gc reclaims what nothing uses. A put
+    racing with it recreates its directory (files.place) and is kept."""
     check_namespace(namespace)
     if store.read_only:
         raise CacheError(f"{store.root} is opened read-only")
     os.makedirs(store.tmp_dir, exist_ok=True)
-    dropped = 0
-    for directory, depth in ((os.path.join(store.actions_dir, namespace), 1),
-                             (os.path.join(store.root, "traces", namespace), 0)):  # fmt: skip
-        trash = f"{store.tmp_dir}/cleared-{os.getpid()}-{next(_trash_seq)}"
-        try:
-            os.rename(directory, trash)
-        except FileNotFoundError:
-            continue
-        if depth:
-            dropped = len(_files(trash, depth))
-        shutil.rmtree(trash, ignore_errors=True)
+    trash = f"{store.tmp_dir}/cleared-{os.getpid()}"
+    dropped = remove_tree(os.path.join(store.actions_dir, namespace), f"{trash}-{next(_trash_seq)}", depth=1)
+    remove_tree(os.path.join(store.root, "traces", namespace), f"{trash}-{next(_trash_seq)}")
     return dropped

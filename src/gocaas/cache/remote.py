@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gocaas.cache.client import HTTPRemote, RemoteError, RemoteRefused
 from gocaas.cache.files import ObjectWriter, mktemp, place, unlink, write_all
+from gocaas.cache.lazyremote import import_site
 from gocaas.cache.stats import REMOTE_COUNTERS
 from gocaas.cache.store import CacheError, Entry, Store
 
@@ -47,18 +48,6 @@ T = TypeVar("T")
 ENTRY_FLUSH_S = 30.0  # after the session, how long the prefetched entries may take to be written
 HEAD_MIN = 64 << 10  # objects up to this are PUT without asking first: a HEAD costs as much
 TRACE_MIN_S = 1.0  # the least the trace may take at close, even when the uploads used the whole flush time
-
-
-def import_pybreaker() -> Any:
-    """pybreaker; cacheprog runs under `python -I -S`, so add the interpreter's site-packages if needed."""
-    try:
-        import pybreaker
-    except ImportError:
-        import site
-
-        sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
-        import pybreaker
-    return pybreaker
 
 
 class RemoteTier:
@@ -88,7 +77,7 @@ class RemoteTier:
         self._uploader: threading.Thread | None = None
         self._down_file = self._down_path()
         self.prefetcher: Prefetcher | None = None
-        pybreaker = import_pybreaker()
+        pybreaker = import_site("pybreaker")
         self._breaker_error = pybreaker.CircuitBreakerError
         storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         down_since = self._down_since(reset_timeout)
@@ -170,6 +159,8 @@ class RemoteTier:
 
     def _vet_manifest(self, manifest: list[tuple[bytes, Entry]]) -> list[tuple[bytes, Entry]]:
         """The manifest's entries _vouched() for; the first bad signature is one strike on the breaker."""
+        if self.verifier is None:
+            return manifest
         kept, bad = [], None
         for action_id, entry in manifest:
             try:

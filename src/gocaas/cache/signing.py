@@ -18,7 +18,6 @@ The signed message binds the namespace, the action, the object and its size; the
 from __future__ import annotations
 
 import os
-import sys
 
 TYPE_CHECKING = False  # typing costs cacheprog start-up time
 if TYPE_CHECKING:
@@ -29,15 +28,9 @@ SIGNATURE_BYTES = 64
 
 
 def _ed25519() -> Any:
-    """cryptography's Ed25519, importable under cacheprog's `python -I -S` (site-packages added if needed)."""
-    try:
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError:
-        import site
+    from gocaas.cache.lazyremote import import_site
 
-        sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    return ed25519
+    return import_site("cryptography.hazmat.primitives.asymmetric.ed25519")
 
 
 def entry_message(namespace: str, action_id: bytes, output_id: bytes, size: int) -> bytes:

@@ -3,9 +3,7 @@ program by hand)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -167,7 +165,7 @@ def cache_clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Drop a namespace's build cache entries, e.g. after a remote served entries naming wrong outputs."""
-    from gocaas.cache.maintenance import clear_namespace
+    from gocaas.cache.maintenance import clear_namespace, remove_tree
     from gocaas.cache.store import CacheError, Store
 
     settings = load()
@@ -184,10 +182,7 @@ def cache_clear(
     message = f"dropped {dropped} entries of {where}; objects stay until gc"
     if results:
         results_dir = settings.results_dir.parent / name
-        trash = results_dir.with_name(f".cleared-{name}-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            results_dir.rename(trash)  # a build looking up a result finds it whole or not at all
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_tree(str(results_dir), str(results_dir.with_name(f".cleared-{name}-{os.getpid()}")))
         message += f", and the result cache {results_dir}"
     Console().print(message, highlight=False)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from gocaas.errors import BadInput, GocaasError, InfraError, TransientError, UserCodeError
 from gocaas.go.diagnostics import parse_diagnostics
 from gocaas.go.runner import OUT_OF_MEMORY, CommandResult
-from gocaas.pipeline.cachedamage import damage_in, excerpt, go_messages
+from gocaas.pipeline.cachedamage import cache_damage, excerpt, go_messages
 
 # The go command's words for a proxy or network that failed us (after which a retry may work).
 _TRANSIENT = re.compile(
@@ -57,8 +57,9 @@ def classify(
     if match := _TOO_NEW.search(output):
         return BadInput(f"{match.group(0)} but the resolved toolchain is older", kind="toolchain_too_old")
     diagnostics = parse_diagnostics(output, module_root, cwd)
-    if evidence := damage_in(result, module_root=module_root, cwd=cwd, goroot=goroot, cache_dir=cache_dir):
-        shown = excerpt(go_messages(result), count=10)
+    messages = go_messages(result)
+    if evidence := cache_damage(messages, parse_diagnostics(messages, module_root, cwd), goroot, cache_dir):
+        shown = excerpt(messages, count=10)
         return InfraError(
             f"{stage}: {evidence}, not this module's code: a damaged build cache (local, or a remote "
             f"cache's entries) or toolchain (`gocaas cache verify` checks the local one):\n{shown}",
