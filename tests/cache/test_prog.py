@@ -277,6 +277,10 @@ def test_usage_and_flags(tmp_path: Path) -> None:
     opts = parse_args(["--dir=/d", "--namespace", "ns", "--read-only", "--max-size", "1.5G", "--workers=0"])
     assert (opts.dir, opts.namespace, opts.read_only, opts.workers) == ("/d", "ns", True, 0)
     assert not opts.refill and parse_args(["--refill"]).refill
+    with pytest.raises(ValueError, match="--verify-key: bad public key: want 64 hex digits"):
+        parse_args(["--verify-key", "not-a-key"])
+    with pytest.raises(ValueError, match=r"--signing-key-file: .*No such file"):
+        parse_args(["--signing-key-file", str(tmp_path / "missing.key")])
     assert opts.max_size == int(1.5 * (1 << 30))
     assert parse_args(["--max-size", "0"]).max_size is None
     assert parse_size("500M") == parse_size("500MiB") == 500 << 20

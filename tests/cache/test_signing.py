@@ -205,6 +205,13 @@ def test_verify_purges_entries_no_key_signed(tmp_path: Path, keys: tuple[Path, b
     second = verify_cli("--verify-key", public.hex(), "--drop-unsigned")
     assert second.returncode == 0 and "0 bad signatures, 1 unsigned (removed); removed 1" in second.stdout
     assert [store.get("default", aid) is not None for aid in ids] == [True, False, False]
+    bad_key = verify_cli("--verify-key", "zz")
+    assert bad_key.returncode == 2 and "bad --verify-key: want 64 hex digits" in bad_key.stderr
+    serve = [sys.executable, "-m", "gocaas.cache.server", "--token", "t", "--verify-key", "zz"]
+    bad_server = subprocess.run(
+        [*serve, "--dir", str(home / "cache")], env=python_env(), capture_output=True, text=True, timeout=60
+    )
+    assert bad_server.returncode == 2 and "bad --verify-key: want 64 hex digits" in bad_server.stderr
     refused = verify_cli("--drop-unsigned")
     assert refused.returncode == 2 and "needs a verify key" in refused.stderr
     assert verify_cli().returncode == 0, "without keys, signatures are not looked at"
