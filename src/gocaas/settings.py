@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -163,6 +163,12 @@ class Settings(BaseSettings):
 
     # Where go commands find git and, for cgo and -race, a C compiler (nothing from the caller's PATH).
     system_path: str = "/usr/local/bin:/usr/bin:/bin"
+
+    # The go commands that run the module's code (everything after the modules stage) run in a bubblewrap
+    # sandbox (gocaas.go.sandbox): "auto" when bwrap works here, "on" fails a build that cannot have one.
+    sandbox: Literal["auto", "on", "off"] = "auto"
+    sandbox_network: bool = Field(default=True, description="Sandboxed tests reach the network.")
+    sandbox_bwrap: Path | None = Field(default=None, description="Default: bwrap on system_path.")
 
     build_timeout: float = Field(
         default=3600.0, gt=0, le=MAX_SECONDS, description="Seconds for one whole build."

@@ -101,6 +101,15 @@ def cache_clear(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def get_once(home: Path, action_id: bytes) -> dict[str, object]:
+    """One get in a cacheprog session of its own, closed after."""
+    session = Session(home / "cache")
+    try:
+        return session.get(action_id)
+    finally:
+        session.close()
+
+
 def test_clear_asks_then_drops_the_namespaces_entries(tmp_path: Path) -> None:
     home = tmp_path / "home"
     session = Session(home / "cache")
@@ -112,12 +121,12 @@ def test_clear_asks_then_drops_the_namespaces_entries(tmp_path: Path) -> None:
 
     refused = cache_clear(home)
     assert refused.returncode != 0 and "--yes" in refused.stderr
-    assert Session(home / "cache").get(sha(b"a"))["Size"] == 400, "nothing dropped without --yes"
+    assert get_once(home, sha(b"a"))["Size"] == 400, "nothing dropped without --yes"
 
     done = cache_clear(home, "--yes")
     assert done.returncode == 0, done.stderr
     assert "dropped 1 entries of namespace 'default'" in done.stdout
-    assert Session(home / "cache").get(sha(b"a"))["Miss"] is True
+    assert get_once(home, sha(b"a"))["Miss"] is True
     assert result.exists(), "the result cache is kept unless --results"
     assert cache_clear(home, "--yes", "--results").returncode == 0
     assert not (home / "results" / "default").exists() and not list((home / "results").iterdir())

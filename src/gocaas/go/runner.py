@@ -18,6 +18,7 @@ from typing import IO
 from gocaas.errors import InfraError
 from gocaas.go.env import check_flags
 from gocaas.go.reaper import REAPER
+from gocaas.go.sandbox import Sandbox
 
 LineSink = Callable[[str], None]
 
@@ -174,12 +175,14 @@ def run_go(
     timeout: float,
     on_line: LineSink | None = None,
     on_stdout: LineSink | None = None,
+    sandbox: Sandbox | None = None,
 ) -> CommandResult:
-    """Run `go ARGS...` with the environment from gocaas.go.env."""
+    """Run `go ARGS...` with the environment from gocaas.go.env, in the sandbox if one is given."""
     check_flags(args)
     check_flags(env.get("GOFLAGS", "").split())
+    argv = [str(go), *args]
     return run_command(
-        [str(go), *args],
+        sandbox.wrap(argv, cwd) if sandbox is not None else argv,
         env=env,
         cwd=cwd,
         timeout=timeout,

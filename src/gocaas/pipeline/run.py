@@ -30,7 +30,7 @@ from gocaas.report.model import (
 )
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
-from gocaas.stages.gocmd import CACHE_STATS, SourceResult, ToolchainResult
+from gocaas.stages.gocmd import CACHE_STATS, SandboxChoice, SourceResult, ToolchainResult
 from gocaas.stages.results import BuildResult, PackageResult, TestStageResult
 from gocaas.stages.reuse import ResultHit, ResultKey, ReuseStage
 from gocaas.stages.source import SourceStage
@@ -214,6 +214,8 @@ def _report(
     assert packaged is None or isinstance(packaged, PackageResult)
     assert tested is None or isinstance(tested, TestStageResult)
     workspace = source.workspace if source else None
+    sandbox = results.get(SandboxChoice)
+    assert sandbox is None or isinstance(sandbox, SandboxChoice)
     return BuildReport(
         build_id=build_id,
         status=BuildStatus.FAILED if failure else BuildStatus.SUCCEEDED,
@@ -238,5 +240,6 @@ def _report(
         checksums_file=str(packaged.checksums) if packaged else None,
         tests=tested.report if tested else None,
         cache=CacheUse(**tally([dirs.root / CACHE_STATS])),
+        sandboxed=sandbox.bwrap is not None if sandbox else None,
         failure=failure,
     )

@@ -133,6 +133,10 @@ class BuildReport(_Model):
     failure: Failure | None = None
     tests: TestReport | None = Field(default=None, description="The test stage's results, when it ran.")
     cache: CacheUse | None = Field(default=None, description="Build cache hits, misses and bytes.")
+    sandboxed: bool | None = Field(
+        default=None,
+        description="Whether the go commands after the modules stage ran sandboxed; null: none ran.",
+    )
     reused_from: str | None = Field(
         default=None, description="The earlier identical build whose result this is (result cache)."
     )

@@ -166,7 +166,7 @@ class BuildStage:
             for stale in stable.iterdir():
                 if stale.name not in wanted:
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-            go(ctx, [*args, "-o", f"{stable}/", "./..."], target=target)
+            go(ctx, [*args, "-o", f"{stable}/", "./..."], target=target, writable=(stable,))
             for name in wanted:
                 if (stable / name).is_file():
                     shutil.copy2(stable / name, outdir / name)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gocaas.go.env import go_environ
 from gocaas.go.runner import CommandResult, LineSink, run_go
+from gocaas.go.sandbox import Sandbox, choose, find_bwrap, nested, python_paths
 from gocaas.go.toolchain import Toolchain
 from gocaas.go.version import GoVersion
 from gocaas.pipeline.cachedamage import damage_in
@@ -76,6 +78,57 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
     )
 
 
+@dataclass(frozen=True)
+class SandboxChoice:
+    """Published at a build's first sandboxed go command: the bwrap its go commands run under (None: none)."""
+
+    bwrap: Path | None
+
+
+_choosing = threading.Lock()
+
+
+def _choose_sandbox(ctx: BuildContext) -> SandboxChoice:
+    """At a build's first sandboxed go command: whether it has a sandbox, said in its log or notes."""
+    settings = ctx.settings
+    bwrap, why_not = choose(settings.sandbox, find_bwrap(settings.sandbox_bwrap, settings.system_path))
+    if why_not:
+        ctx.log.note(
+            f"not sandboxed: {why_not}. The module's tests can write the data directory (the build cache "
+            "included) with gocaas's own access."
+        )
+    elif bwrap is not None:
+        net = "with" if settings.sandbox_network else "without"
+        ctx.log.line(f"go commands run in a bubblewrap sandbox ({bwrap}), {net} the network")
+    choice = SandboxChoice(bwrap)
+    ctx.publish(choice)
+    return choice
+
+
+def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path] = ()) -> Sandbox | None:
+    """The sandbox of one of this build's go commands (gocaas.go.sandbox), None when builds run without one.
+    writable: what this command writes beyond the build's own directories (a build stage's output)."""
+    settings = ctx.settings
+    with _choosing:  # the test stage runs go commands from two threads: one note, one choice
+        choice = ctx.results.get(SandboxChoice) or _choose_sandbox(ctx)
+    if choice.bwrap is None:
+        return None
+    dirs = ctx.dirs
+    stats = dirs.root / CACHE_STATS
+    stats.touch()
+    readable = [toolchain.goroot, toolchain.go.parent, settings.gomodcache]
+    rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, settings.gocache, stats, *writable]
+    if cacheprog_for(ctx, toolchain) is not None:
+        readable += python_paths()
+        (readable if settings.cache_read_only else rw).append(settings.cache_dir)
+        if settings.cache_remote_signing_key_file is not None:
+            readable.append(settings.cache_remote_signing_key_file)
+    for path in (settings.gomodcache, settings.gocache, settings.cache_dir, *rw):
+        if path != stats:
+            path.mkdir(parents=True, exist_ok=True)
+    return Sandbox(choice.bwrap, nested(readable), nested(rw), network=settings.sandbox_network)
+
+
 # The compiler's DWARF is only worth its cost (~8% of a cold `go test ./...` here, a quarter of the cache's
 # bytes) to a link that keeps it. go test links test binaries with -s -w and go vet links nothing, so vet
 # and test compile without it — unless this build's build stage links the host target with debug info:
@@ -117,8 +170,13 @@ def go(
     on_stdout: LineSink | None = None,
     on_retry: Callable[[], None] | None = None,
     timeout: float | None = None,
+    sandboxed: bool = True,
+    writable: Sequence[Path] = (),
 ) -> CommandResult:
     """Run one go command for this build; a failure raises the classified GocaasError (check=True).
+
+    Unless sandboxed=False (the modules stage: no module code runs, and it downloads into the module cache),
+    the command runs in the build's sandbox, where it may write the build's directories and `writable`.
 
     A failure that points at a damaged cache (cachedamage.py) runs the command once more with every cache
     entry it uses rebuilt and no remote cache (for the rest of the build too): a cache must never fail a
@@ -126,6 +184,7 @@ def go(
     toolchain = ctx.need(ToolchainResult).toolchain
     root = ctx.need(SourceResult).workspace.root
     prefix = f"[{target}] " if target is not None else ""
+    sandbox = sandbox_for(ctx, toolchain, (root, *writable)) if sandboxed else None
 
     def attempt(*, refill: bool) -> CommandResult:
         env = go_environ(
@@ -149,6 +208,7 @@ def go(
             timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
             on_line=lambda line: ctx.log.line(prefix + line),
             on_stdout=on_stdout,
+            sandbox=sandbox,
         )
 
     result = attempt(refill=False)

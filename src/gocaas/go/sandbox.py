@@ -1,0 +1,163 @@
+"""The build sandbox: the go commands that run over the module's code see only what that build needs.
+
+`go test` runs the module's test binaries, and they run with the go command's uid and environment: without a
+sandbox they could rewrite the shared build cache (poisoning every later build, a read-only namespace's
+promise included), the module cache, the state database and other builds' files. So every go command after
+the modules stage runs under bubblewrap (`bwrap`, Debian `bubblewrap`), in new mount, PID, IPC, UTS and
+cgroup namespaces, without capabilities, and sees:
+
+- read-only: /usr (and the /bin, /lib... links into it), the few files of /etc that programs need (name
+  resolution, users, TLS roots, time zone), the toolchain, the module cache, and, for the cache program, the
+  Python installation and gocaas itself;
+- writable: the build's own directories (source, HOME, TMPDIR, GOPATH, binaries), go's GOCACHE (its fuzzing
+  corpus; the build cache itself when a toolchain is too old for GOCACHEPROG), the build's stats file, the
+  stable output directory of a build stage, and the cache store, unless the namespace is read-only;
+- a private /tmp, /proc and /dev; the network, unless `sandbox_network` is off (then only a private
+  loopback; the remote cache tier needs the network).
+
+Not isolated: the test binaries still see the go command's environment (a remote cache token among it) and,
+with a writable namespace, can write the store. Untrusted code belongs in a read-only namespace.
+
+Why bubblewrap and not `go test -exec`: with an exec wrapper the go command caches no test result (it cannot
+read the test's log of files and variables), which would undo the cross-checkout test cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gocaas.errors import InfraError
+
+# What programs commonly read from /etc: name resolution, users and groups, TLS roots, the time zone, the
+# dynamic linker's cache, and the alternatives that /usr/bin/cc and friends link through.
+ETC_ENTRIES = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "passwd",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+)
+# Top-level directories that merged-/usr systems make links into /usr; bound as such, or as they are.
+USR_LINKS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """One go command's sandbox: the bwrap program and what the command may read and write."""
+
+    bwrap: Path
+    readable: tuple[Path, ...]
+    writable: tuple[Path, ...]
+    network: bool = True
+
+    def wrap(self, argv: Sequence[str], cwd: Path) -> list[str]:
+        """bwrap's argument list that runs argv in cwd inside the sandbox (the environment passes through)."""
+        args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session"]
+        if self.network:
+            args.append("--share-net")
+        args += ["--ro-bind", "/usr", "/usr"]
+        for name in USR_LINKS:
+            top = Path("/") / name
+            if top.is_symlink():
+                args += ["--symlink", str(top.readlink()), str(top)]
+            elif top.is_dir():
+                args += ["--ro-bind", str(top), str(top)]
+        for name in ETC_ENTRIES:
+            entry = Path("/etc") / name
+            if entry.exists():
+                args += ["--ro-bind", str(entry), str(entry)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        # Parents before children, so that a writable directory inside a read-only tree stays writable.
+        mounts = sorted({*((p, "--ro-bind") for p in self.readable), *((p, "--bind") for p in self.writable)})
+        for path, how in mounts:
+            args += [how, str(path), str(path)]
+        args += ["--chdir", str(cwd), "--", *argv]
+        return args
+
+
+def python_paths() -> tuple[Path, ...]:
+    """What the cache program (a Python process the go command starts) needs to read: the interpreter's
+    installation, a virtual environment's, and gocaas's own package."""
+    import gocaas
+
+    found = {Path(sys.prefix), Path(sys.base_prefix), Path(gocaas.__file__).resolve().parent}
+    executable = Path(sys.executable)
+    found.add(executable.parent)
+    found.add(executable.resolve().parent.parent)
+    return tuple(sorted(p for p in found if p.exists()))
+
+
+def nested(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """The paths made absolute (as the go command sees them: symlinks kept), without duplicates or any path
+    already inside another of them."""
+    unique = sorted({p.absolute() for p in paths})
+    kept: list[Path] = []
+    for path in unique:
+        if not any(path.is_relative_to(parent) for parent in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+def find_bwrap(configured: Path | None, search_path: str) -> Path | None:
+    """The bwrap program: the configured one, else the first on the system PATH."""
+    if configured is not None:
+        return configured
+    found = shutil.which("bwrap", path=search_path)
+    return Path(found) if found else None
+
+
+@functools.cache
+def probe(bwrap: Path) -> str | None:
+    """Why bwrap cannot make a sandbox here (None: it can). Asked once per process and program."""
+    if not os.access(bwrap, os.X_OK):
+        return f"{bwrap} is not an executable file"
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argument list
+            [str(bwrap), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{bwrap} did not run: {exc}"
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        return f"{bwrap} cannot create namespaces here: {said[-1] if said else f'exit {done.returncode}'}"
+    return None
+
+
+NOT_FOUND = "bwrap was not found (Debian: apt-get install bubblewrap)"
+
+
+def choose(mode: str, bwrap: Path | None) -> tuple[Path | None, str]:
+    """For sandbox mode `mode` (on, auto, off): the bwrap to sandbox with (None: run unsandboxed) and, when
+    "auto" cannot sandbox, why. With "on", a missing or broken bwrap is an infrastructure error."""
+    if mode == "off":
+        return None, ""
+    problem = NOT_FOUND if bwrap is None else probe(bwrap)
+    if problem is None:
+        return bwrap, ""
+    if mode == "on":
+        raise InfraError(f"sandbox is on but {problem}; install it or set GOCAAS_SANDBOX=off", kind="sandbox")
+    return None, problem

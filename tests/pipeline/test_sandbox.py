@@ -1,0 +1,217 @@
+"""The build sandbox (gocaas.go.sandbox): the module's tests cannot write the shared build cache of a
+read-only namespace, the module cache or the data directory; test results are still cached by go; a missing
+bwrap is a clear error when the sandbox is required, and a note when it is not."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gocaas.errors import FailureClass
+from gocaas.go.sandbox import Sandbox, find_bwrap, nested, probe
+from gocaas.pipeline.run import TEST_STAGES, run_build
+from gocaas.report.model import BuildReport
+from gocaas.report.tests import PackageState
+from gocaas.settings import Settings
+from gocaas.spec import BuildOptions, BuildSpec, SourceSpec, Target, TestOptions
+from tests.conftest import EXAMPLES, BuildFn, skip_or_fail
+
+SANDBOXED = "go commands run in a bubblewrap sandbox"
+
+INTRUDER_TEST = """package intruder
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The store is GOCACHEPROG's --dir; the data directory holds the module cache.
+func storeDir() string {
+	f := strings.Fields(os.Getenv("GOCACHEPROG"))
+	for i, a := range f {
+		if a == "--dir" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func TestIntrude(t *testing.T) {
+	modcache := os.Getenv("GOMODCACHE")
+	for name, dir := range map[string]string{
+		"store":    storeDir(),
+		"modcache": modcache,
+		"home":     filepath.Dir(modcache),
+	} {
+		err := os.WriteFile(filepath.Join(dir, "intruder-NONCE"), []byte(name), 0o644)
+		t.Logf("%s %s: %v", name, dir, err)
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def bwrap() -> Path:
+    found = find_bwrap(None, "/usr/local/bin:/usr/bin:/bin")
+    if found is None or probe(found) is not None:
+        skip_or_fail(f"bubblewrap is needed: {probe(found) if found else 'bwrap not found'}")
+    assert found is not None
+    return found
+
+
+def intruder(root: Path) -> tuple[Path, str]:
+    """A module whose test writes a file named for a fresh nonce (its result is never cached) into the
+    store, the module cache and the data directory."""
+    nonce = uuid.uuid4().hex
+    root.mkdir(parents=True)
+    (root / "go.mod").write_text("module example.test/intruder\n\ngo 1.22\n")
+    (root / "intruder_test.go").write_text(INTRUDER_TEST.replace("NONCE", nonce))
+    return root, f"intruder-{nonce}"
+
+
+def worker(fresh_settings, settings: Settings, **overrides: object) -> Settings:  # type: ignore[no-untyped-def]
+    """A data directory of its own over the session's (warm) store."""
+    made: Settings = fresh_settings(**overrides)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    (made.home / "cache").symlink_to(settings.cache_dir)
+    made.gomodcache.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def run_test_stages(module: Path, settings: Settings, out: Path) -> BuildReport:
+    spec = BuildSpec(
+        source=SourceSpec(kind="directory", location=str(module)),
+        options=BuildOptions(targets=(Target.parse("linux/amd64"),), tests=TestOptions(shuffle="off")),
+    )
+    return run_build(spec, settings, out_dir=out, stages=TEST_STAGES)
+
+
+def log_of(settings: Settings, report: BuildReport) -> str:
+    logs = settings.builds_dir / report.build_id / "logs"
+    return "\n".join(path.read_text() for path in sorted(logs.iterdir()))
+
+
+def test_test_results_are_still_cached_in_the_sandbox(
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    bwrap: Path,
+    tmp_path: Path,
+) -> None:
+    sandboxed = worker(fresh_settings, settings, sandbox="on")
+    module = tmp_path / "multi"
+    shutil.copytree(EXAMPLES / "multi", module)
+    reports = [run_test_stages(module, sandboxed, tmp_path / "out") for _ in range(2)]
+    for report in reports:
+        assert report.failure is None, report.failure
+        assert SANDBOXED in log_of(sandboxed, report)
+        assert report.sandboxed is True
+    assert reports[1].tests is not None
+    passed = [p for p in reports[1].tests.packages if p.state == PackageState.PASSED]
+    assert passed, reports[1].tests.packages
+    assert all(p.cached for p in passed), passed
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_the_module_tests_cannot_write_a_read_only_store_or_the_data_directory(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    bwrap: Path,
+    tmp_path: Path,
+    sandbox: str,
+) -> None:
+    reader = worker(fresh_settings, settings, sandbox=sandbox, cache_read_only=True)
+    module, name = intruder(tmp_path / "intruder")
+    written = [settings.cache_dir / name, reader.gomodcache / name, reader.home / name]
+    try:
+        report = run_test_stages(module, reader, tmp_path / "out")
+        assert report.failure is None, report.failure
+        assert report.sandboxed is (sandbox == "auto")
+        if sandbox == "auto":
+            assert SANDBOXED in log_of(reader, report)
+            assert [path for path in written if path.exists()] == []
+        else:  # the same test, unsandboxed, does write them all: what the sandbox is for
+            assert SANDBOXED not in log_of(reader, report)
+            assert [path for path in written if path.exists()] == written
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
+
+
+def test_a_required_sandbox_without_bwrap_fails_as_infrastructure(
+    build: BuildFn,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no" / "bwrap"
+    required: Settings = fresh_settings(sandbox="on", sandbox_bwrap=missing)
+    report = build(EXAMPLES / "hello", settings_=required, out=tmp_path / "out")
+    assert report.failure is not None
+    assert report.failure.failure_class == FailureClass.INFRASTRUCTURE
+    assert report.failure.kind == "sandbox"
+    assert str(missing) in report.failure.message and "GOCAAS_SANDBOX=off" in report.failure.message
+
+
+def test_an_automatic_sandbox_without_bwrap_builds_and_says_so(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    unsandboxed = worker(fresh_settings, settings, sandbox="auto", sandbox_bwrap=tmp_path / "no" / "bwrap")
+    report = build(EXAMPLES / "hello", settings_=unsandboxed, out=tmp_path / "out")
+    assert report.failure is None, report.failure
+    notes = [note for stage in report.stages for note in stage.notes]
+    assert any(note.startswith("not sandboxed:") and "is not an executable file" in note for note in notes)
+    assert SANDBOXED not in log_of(unsandboxed, report)
+    assert report.sandboxed is False
+
+
+def run_inside(sandbox: Sandbox, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    argv = sandbox.wrap(["/bin/sh", "-c", script], cwd)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_writable_directory_inside_a_read_only_one_stays_writable(bwrap: Path, tmp_path: Path) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    inner.mkdir(parents=True)
+    sandbox = Sandbox(bwrap, readable=(outer,), writable=(inner,))
+    done = run_inside(sandbox, "touch inner/yes; touch no", outer)
+    assert (inner / "yes").exists()
+    assert not (outer / "no").exists()
+    assert "Read-only file system" in done.stderr
+
+
+def test_the_host_and_other_paths_are_out_of_sight(bwrap: Path, tmp_path: Path) -> None:
+    seen, hidden = tmp_path / "seen", tmp_path / "hidden"
+    seen.mkdir()
+    hidden.mkdir()
+    (hidden / "secret").write_text("x")
+    done = run_inside(Sandbox(bwrap, readable=(), writable=(seen,)), f"cat {hidden}/secret; ls /root", seen)
+    assert done.returncode != 0
+    assert "No such file or directory" in done.stderr
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_the_network_is_shared_only_when_asked(bwrap: Path, tmp_path: Path, network: bool) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        probe_script = (
+            f"/usr/bin/python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 5)'"
+        )
+        done = run_inside(Sandbox(bwrap, (), (tmp_path,), network=network), probe_script, tmp_path)
+    assert (done.returncode == 0) == network, done.stderr
+
+
+def test_nested_paths_keep_only_the_outermost(tmp_path: Path) -> None:
+    assert nested([tmp_path / "a" / "b", tmp_path / "a", tmp_path / "c", tmp_path / "a"]) == (
+        tmp_path / "a",
+        tmp_path / "c",
+    )
