@@ -49,6 +49,7 @@ func TestIntrude(t *testing.T) {
 		"store":    storeDir(),
 		"modcache": modcache,
 		"home":     filepath.Dir(modcache),
+		"gocache":  os.Getenv("GOCACHE"),
 	} {
 		err := os.WriteFile(filepath.Join(dir, "intruder-NONCE"), []byte(name), 0o644)
 		t.Logf("%s %s: %v", name, dir, err)
@@ -68,7 +69,7 @@ def bwrap() -> Path:
 
 def intruder(root: Path) -> tuple[Path, str]:
     """A module whose test writes a file named for a fresh nonce (its result is never cached) into the
-    store, the module cache and the data directory."""
+    store, the module cache, the data directory and GOCACHE."""
     nonce = uuid.uuid4().hex
     root.mkdir(parents=True)
     (root / "go.mod").write_text("module example.test/intruder\n\ngo 1.22\n")
@@ -140,6 +141,9 @@ def test_the_module_tests_cannot_write_a_read_only_store_or_the_data_directory(
         else:  # the same test, unsandboxed, does write them all: what the sandbox is for
             assert SANDBOXED not in log_of(reader, report)
             assert [path for path in written if path.exists()] == written
+        # A read-only namespace's build has a GOCACHE of its own (go insists on writing one), sandbox or not.
+        assert not (settings.gocache / name).exists()
+        assert not (reader.gocache / name).exists()
     finally:
         for path in written:
             path.unlink(missing_ok=True)

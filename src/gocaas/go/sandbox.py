@@ -9,8 +9,8 @@ cgroup namespaces, without capabilities, and sees:
 - read-only: /usr (and the /bin, /lib... links into it), the few files of /etc that programs need (name
   resolution, users, TLS roots, time zone), the toolchain, the module cache, and, for the cache program, the
   Python installation and gocaas itself;
-- writable: the build's own directories (source, HOME, TMPDIR, GOPATH, binaries), go's GOCACHE (its fuzzing
-  corpus; the build cache itself when a toolchain is too old for GOCACHEPROG), the build's stats file, the
+- writable: the build's own directories (source, HOME, TMPDIR, GOPATH, binaries), go's GOCACHE (a private
+  one in a read-only namespace: see stages/gocmd.gocache_for), the build's stats file, the
   stable output directory of a build stage, and the cache store, unless the namespace is read-only;
 - a private /tmp, /proc and /dev; the network, unless `sandbox_network` is off (then only a private
   loopback; the remote cache tier needs the network).

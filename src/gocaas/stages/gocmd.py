@@ -78,6 +78,16 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
     )
 
 
+def gocache_for(ctx: BuildContext, toolchain: Toolchain) -> Path:
+    """The GOCACHE of this build's go commands. With a cache program it holds only what go keeps beside the
+    build cache (a fuzzing corpus), but go still writes it at start, so it must be writable: a build in a
+    read-only namespace gets a private one, so that its tests cannot write into the shared one (which is
+    the build cache itself for a toolchain too old for GOCACHEPROG)."""
+    if ctx.settings.cache_read_only and cacheprog_for(ctx, toolchain) is not None:
+        return ctx.dirs.home / ".cache" / "go-build"
+    return ctx.settings.gocache
+
+
 @dataclass(frozen=True)
 class SandboxChoice:
     """Published at a build's first sandboxed go command: the bwrap its go commands run under (None: none)."""
@@ -117,13 +127,14 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
     stats = dirs.root / CACHE_STATS
     stats.touch()
     readable = [toolchain.goroot, toolchain.go.parent, settings.gomodcache]
-    rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, settings.gocache, stats, *writable]
+    gocache = gocache_for(ctx, toolchain)
+    rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, gocache, stats, *writable]
     if cacheprog_for(ctx, toolchain) is not None:
         readable += python_paths()
         (readable if settings.cache_read_only else rw).append(settings.cache_dir)
         if settings.cache_remote_signing_key_file is not None:
             readable.append(settings.cache_remote_signing_key_file)
-    for path in (settings.gomodcache, settings.gocache, settings.cache_dir, *rw):
+    for path in (settings.gomodcache, settings.cache_dir, *rw):
         if path != stats:
             path.mkdir(parents=True, exist_ok=True)
     return Sandbox(choice.bwrap, nested(readable), nested(rw), network=settings.sandbox_network)
@@ -196,6 +207,7 @@ def go(
             goflags=goflags,
             goproxy=goproxy,
             gosumdb=gosumdb,
+            gocache=gocache_for(ctx, toolchain),
             cacheprog=cacheprog_for(ctx, toolchain, refill=refill),
             cache_stats=ctx.dirs.root / CACHE_STATS,
         )
