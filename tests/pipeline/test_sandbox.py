@@ -193,6 +193,12 @@ def test_a_writable_directory_inside_a_read_only_one_stays_writable(bwrap: Path,
     assert "Read-only file system" in done.stderr
 
 
+def test_a_path_both_readable_and_writable_is_writable(bwrap: Path, tmp_path: Path) -> None:
+    done = run_inside(Sandbox(bwrap, readable=(tmp_path,), writable=(tmp_path,)), "touch both", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "both").exists()
+
+
 def test_the_host_and_other_paths_are_out_of_sight(bwrap: Path, tmp_path: Path) -> None:
     seen, hidden = tmp_path / "seen", tmp_path / "hidden"
     seen.mkdir()

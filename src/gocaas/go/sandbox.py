@@ -87,8 +87,10 @@ class Sandbox:
             if entry.exists():
                 args += ["--ro-bind", str(entry), str(entry)]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        # Parents before children, so that a writable directory inside a read-only tree stays writable.
-        mounts = sorted({*((p, "--ro-bind") for p in self.readable), *((p, "--bind") for p in self.writable)})
+        # Parents before children, so that a writable directory inside a read-only tree stays writable; a
+        # path given as both is writable.
+        readable = set(self.readable) - set(self.writable)
+        mounts = sorted({*((p, "--ro-bind") for p in readable), *((p, "--bind") for p in self.writable)})
         for path, how in mounts:
             args += [how, str(path), str(path)]
         args += ["--chdir", str(cwd), "--", *argv]
