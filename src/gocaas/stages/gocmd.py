@@ -105,7 +105,7 @@ def _choose_sandbox(ctx: BuildContext) -> SandboxChoice:
     if why_not:
         ctx.log.note(
             f"not sandboxed: {why_not}. The module's tests can write the data directory (the build cache "
-            "included) with gocaas's own access."
+            "included) with gocaas's own access (GOCAAS_SANDBOX=off: run unsandboxed without this note)."
         )
     elif bwrap is not None:
         net = "with" if settings.sandbox_network else "without"
