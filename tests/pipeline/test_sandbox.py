@@ -4,6 +4,7 @@ bwrap is a clear error when the sandbox is required, and a note when it is not."
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from gocaas.cache.command import cacheprog_command
+from gocaas.cache.store import Store
 from gocaas.errors import FailureClass
-from gocaas.go.sandbox import Sandbox, find_bwrap, nested, probe
+from gocaas.go.sandbox import Sandbox, find_bwrap, nested, probe, python_paths
+from gocaas.go.toolchain import Toolchain
 from gocaas.pipeline.run import TEST_STAGES, run_build
 from gocaas.report.model import BuildReport
 from gocaas.report.tests import PackageState
@@ -225,3 +229,40 @@ def test_nested_paths_keep_only_the_outermost(tmp_path: Path) -> None:
         tmp_path / "a",
         tmp_path / "c",
     )
+
+
+JUNK_ENTRIES = 3000  # enough that evicting them outlasts the go command by far
+
+
+def test_the_cache_programs_work_after_the_session_is_done_before_the_sandbox_ends(
+    bwrap: Path, toolchain: Toolchain, go_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The sandbox's PID namespace ends with the go command, and every process in it: the cache program's
+    gc (here due at once: a 1-byte budget, no minimum age) must be over before the go command is."""
+    store_dir = tmp_path / "store"
+    store = Store(store_dir, max_size=None)
+    for n in range(JUNK_ENTRIES):
+        body = f"junk {n}".encode()
+        store.put("default", hashlib.sha256(body).digest(), hashlib.sha256(body).digest(), body)
+    store.flush_usage()
+    module = tmp_path / "lib"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.test/lib\n\ngo 1.22\n")
+    (module / "lib.go").write_text(f'package lib\n\nfunc F() string {{ return "{uuid.uuid4().hex}" }}\n')
+    prog = ["--max-size", "1", "--min-age", "0", "--finish-before-close"]
+    env = go_env | {"GOCACHEPROG": cacheprog_command(store_dir, extra=prog)}
+    writable = [store_dir, module, Path(env["HOME"]), Path(env["TMPDIR"]), Path(env["GOCACHE"])]
+    for path in writable:
+        path.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(bwrap, nested([toolchain.goroot, *python_paths()]), nested(writable))
+    done = subprocess.run(
+        sandbox.wrap([str(toolchain.go), "build", "./..."], module),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    left = [p for p in (store_dir / "actions" / "default").rglob("*") if p.is_file()]
+    assert len(left) <= 1, f"{len(left)} of {JUNK_ENTRIES} entries outlived the go command's gc"

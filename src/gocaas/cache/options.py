@@ -17,6 +17,7 @@ from gocaas.cache.store import (
 
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
+                        [--finish-before-close]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
                          [--remote-read-only] [--flush-timeout S] [--no-prefetch]
                          [--signing-key-file F] [--verify-key HEX ...]]
@@ -34,6 +35,10 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --refill            answer every get with a miss, so the go command rebuilds what it needs and puts it
                       again, replacing the entries it would have read (and asks no remote): how gocaas
                       re-runs a go command whose failure points at a damaged cache
+  --finish-before-close
+                      do the work that otherwise follows the session (a due gc, writing prefetched
+                      entries) before answering close: for a go command in a PID namespace (gocaas's
+                      sandbox), where everything still running when the go command exits is killed
   --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
                       fill the local store), puts are uploaded in the background (see remote.py)
   --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
@@ -55,9 +60,9 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class Options:
     __slots__ = (
-        "dir", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only", "refill",
-        "remote", "remote_read_only", "remote_timeout", "signing_key_file", "stats", "token", "verify_keys",
-        "verify_limit", "workers",
+        "dir", "finish_first", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only",
+        "refill", "remote", "remote_read_only", "remote_timeout", "signing_key_file", "stats", "token",
+        "verify_keys", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -65,6 +70,7 @@ class Options:
         self.namespace = "default"
         self.read_only = False
         self.refill = False
+        self.finish_first = False
         self.workers = 0
         self.max_size: int | None = DEFAULT_MAX_SIZE
         self.min_age = float(MIN_AGE_S)
@@ -110,7 +116,12 @@ _SETTERS = {
     "--signing-key-file": lambda o, v: setattr(o, "signing_key_file", _readable(v)),
     "--verify-key": lambda o, v: o.verify_keys.append(_public_key(v)),
 }
-_FLAGS = {"--read-only": "read_only", "--remote-read-only": "remote_read_only", "--refill": "refill"}
+_FLAGS = {
+    "--read-only": "read_only",
+    "--remote-read-only": "remote_read_only",
+    "--refill": "refill",
+    "--finish-before-close": "finish_first",
+}
 _OFF_FLAGS = {"--no-prefetch": "prefetch"}
 
 

@@ -60,9 +60,12 @@ class Server:
         stats_file: str = "",
         remote: LazyRemote | None = None,
         refill: bool = False,
+        finish_first: bool = False,
     ) -> None:
         self.store = store
         self.refill = refill  # every get misses (options.py: --refill)
+        self.finish_first = finish_first  # finish() before answering close (--finish-before-close)
+        self.finished = False
         self.namespace = namespace
         self.workers = max(0, workers)
         self.stats = Stats()
@@ -99,6 +102,8 @@ class Server:
                 lock.acquire()
             self._settle()
         if closing_id is not None:
+            if self.finish_first:
+                self.finish()
             self._send(response(closing_id))
         return 0
 
@@ -292,7 +297,9 @@ class Server:
         return self.remote is not None or self.store.over_budget or self._gc_running.locked()
 
     def finish(self) -> None:
-        """After the session, stdout closed (the go command no longer waits): finish or run a due gc."""
+        """After the session, stdout closed (the go command no longer waits; with finish_first, before close
+        is answered): finish or run a due gc."""
+        self.finished = True
         if self.remote is not None:
             self.remote.cleanup()
         with self._gc_running:
@@ -342,7 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     remote = lazy_remote(store, opts)
     server = Server(
-        store, opts.namespace, workers=opts.workers, stats_file=opts.stats, remote=remote, refill=opts.refill
+        store,
+        opts.namespace,
+        workers=opts.workers,
+        stats_file=opts.stats,
+        remote=remote,
+        refill=opts.refill,
+        finish_first=opts.finish_first,
     )
     status = 0
     try:
@@ -361,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
     try:
+        if server.finished:  # before close (--finish-before-close)
+            return status
         if server.work_after_close:
             detach_stderr(store.root, read_only=store.read_only)
         server.finish()

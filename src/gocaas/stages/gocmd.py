@@ -44,15 +44,18 @@ CACHE_STATS = "cache-stats.jsonl"  # one line per go command: the cache program'
 CACHEPROG_MIN = GoVersion.parse("1.24")  # GOCACHEPROG without GOEXPERIMENT
 
 
-def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = False) -> str | None:
+def cacheprog_for(
+    ctx: BuildContext, toolchain: Toolchain, *, refill: bool = False, sandboxed: bool = False
+) -> str | None:
     """The GOCACHEPROG value of this build's go commands: the shared store, in the settings' namespace;
-    with refill, one that rebuilds every entry the command uses, and no remote."""
+    with refill, one that rebuilds every entry the command uses, and no remote. In the sandbox, the program
+    finishes its work before the go command ends: the sandbox's PID namespace ends with it."""
     settings = ctx.settings
     if not settings.cacheprog or toolchain.version < CACHEPROG_MIN:
         return None
     from gocaas.cache.command import cacheprog_command
 
-    extra: list[str] = []
+    extra: list[str] = ["--finish-before-close"] if sandboxed else []
     if refill:
         extra.append("--refill")
     elif settings.cache_remote_url and CacheDamage not in ctx.results:
@@ -208,7 +211,7 @@ def go(
             goproxy=goproxy,
             gosumdb=gosumdb,
             gocache=gocache_for(ctx, toolchain),
-            cacheprog=cacheprog_for(ctx, toolchain, refill=refill),
+            cacheprog=cacheprog_for(ctx, toolchain, refill=refill, sandboxed=sandbox is not None),
             cache_stats=ctx.dirs.root / CACHE_STATS,
         )
         ctx.log.line(f"{prefix}$ go {' '.join(args)}")
