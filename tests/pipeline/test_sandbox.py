@@ -8,6 +8,7 @@ import hashlib
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -266,3 +267,29 @@ def test_the_cache_programs_work_after_the_session_is_done_before_the_sandbox_en
     assert done.returncode == 0, done.stderr
     left = [p for p in (store_dir / "actions" / "default").rglob("*") if p.is_file()]
     assert len(left) <= 1, f"{len(left)} of {JUNK_ENTRIES} entries outlived the go command's gc"
+
+
+def test_cache_programs_sharing_a_pid_in_their_namespaces_name_temp_files_apart(
+    bwrap: Path, tmp_path: Path
+) -> None:
+    """Each sandboxed go command's cache program has a PID namespace of its own, where they all have the same
+    pid: two putting at once must still write different temp files (they once collided: FileExistsError)."""
+    store_tmp = tmp_path / "store" / "tmp"
+    script = (
+        f"import os; from gocaas.cache.files import mktemp; print(os.getpid(), mktemp({str(store_tmp)!r})[1])"
+    )
+    sandbox = Sandbox(bwrap, readable=nested(python_paths()), writable=(tmp_path,))
+    runs = [
+        subprocess.run(
+            sandbox.wrap([sys.executable, "-I", "-c", script], tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        for _ in range(2)
+    ]
+    (first_pid, first), (second_pid, second) = (run.stdout.split() for run in runs)
+    assert first_pid == second_pid, "one pid in each namespace"
+    assert first != second
+    assert Path(first).exists() and Path(second).exists()

@@ -1,8 +1,9 @@
 """Small file operations shared by the store and its maintenance: os only, for the same start-up reason.
 
-Temp files are named `<pid>-<n>` in the store's tmp/ directory, created 0777 & ~umask (objects must be
-executable: linked binaries come out of the cache and are run), and moved into place with os.replace, which
-is atomic within one filesystem.
+Temp files are named `<pid>.<random>-<n>` in the store's tmp/ directory, created 0777 & ~umask (objects
+must be executable: linked binaries come out of the cache and are run), and moved into place with
+os.replace, which is atomic within one filesystem. The pid alone is not unique: cacheprogs started by
+sandboxed go commands each live in a PID namespace of their own, where they all have the same small pid.
 """
 
 # ruff: noqa: PTH103, PTH105, PTH108, PTH110, PTH120
@@ -13,6 +14,7 @@ import os
 from itertools import count
 
 _seq = count()
+_tag = ""
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -24,9 +26,24 @@ def sha256(data: bytes = b""):  # type: ignore[no-untyped-def]
     return new(data)
 
 
+def process_tag() -> str:
+    """`<pid>.<random>`: names this process's temp files apart from every other process's, including one
+    with the same pid in another PID namespace, and from a forked parent's."""
+    global _tag
+    pid = f"{os.getpid()}."
+    if not _tag.startswith(pid):
+        _tag = pid + os.urandom(6).hex()
+    return _tag
+
+
+def unique_name(prefix: str = "") -> str:
+    """prefix + a name no other process, and no earlier call in this one, produces."""
+    return f"{prefix}{process_tag()}-{next(_seq)}"
+
+
 def mktemp(directory: str, prefix: str = "") -> tuple[int, str]:
     """A new file in directory (created if missing), open for writing: (fd, path)."""
-    name = f"{directory}/{prefix}{os.getpid()}-{next(_seq)}"
+    name = f"{directory}/{unique_name(prefix)}"
     try:
         return os.open(name, _FLAGS, 0o777), name
     except FileNotFoundError:

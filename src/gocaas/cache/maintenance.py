@@ -26,9 +26,8 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from itertools import count
 
-from gocaas.cache.files import lock_file, unlink, unlock_file
+from gocaas.cache.files import lock_file, unique_name, unlink, unlock_file
 from gocaas.cache.store import CacheError, Store, _parse_entry, check_namespace
 
 TYPE_CHECKING = False
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from gocaas.cache.signing import EntryVerifier
 
 LOW_WATER = 0.9  # an automatic gc brings the store down to this fraction of its budget
-_trash_seq = count()
 
 
 @dataclass
@@ -90,7 +88,7 @@ def usage(store: Store) -> int:
 
 
 def _evict_object(store: Store, path: str, young: float) -> bool:
-    trash = f"{store.tmp_dir}/gc-{os.getpid()}-{next(_trash_seq)}"
+    trash = f"{store.tmp_dir}/{unique_name('gc-')}"
     try:
         os.rename(path, trash)
     except FileNotFoundError:
@@ -252,7 +250,7 @@ def clear_namespace(store: Store, namespace: str) -> int:
     if store.read_only:
         raise CacheError(f"{store.root} is opened read-only")
     os.makedirs(store.tmp_dir, exist_ok=True)
-    trash = f"{store.tmp_dir}/cleared-{os.getpid()}"
-    dropped = remove_tree(os.path.join(store.actions_dir, namespace), f"{trash}-{next(_trash_seq)}", depth=1)
-    remove_tree(os.path.join(store.root, "traces", namespace), f"{trash}-{next(_trash_seq)}")
+    trash = f"{store.tmp_dir}/{unique_name('cleared-')}"
+    dropped = remove_tree(os.path.join(store.actions_dir, namespace), f"{trash}-actions", depth=1)
+    remove_tree(os.path.join(store.root, "traces", namespace), f"{trash}-traces")
     return dropped

@@ -59,6 +59,8 @@ def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
     ]
     if t["refills"]:
         rows.append(("damaged cache", f"{t['refills']} go commands re-run with their entries rebuilt"))
+    if t["bypasses"]:
+        rows.append(("failed cache", f"{t['bypasses']} go commands re-run without the cache program"))
     if t["remote_requests"] or t["remote_skipped"]:
         down, up = _size(t["remote_bytes_down"]), _size(t["remote_bytes_up"])
         prefetched = _size(t["prefetch_bytes"])

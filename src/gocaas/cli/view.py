@@ -158,7 +158,8 @@ def print_summary(console: Console, report: BuildReport) -> None:
             console.print(
                 f"build cache: {cache.hits}/{cache.gets} hits ({cache.hit_ratio:.0%}), "
                 f"{cache.put_new_bytes / 2**20:.1f} MiB new"
-                + (f", {cache.refills} go commands re-run over damaged entries" if cache.refills else ""),
+                + (f", {cache.refills} go commands re-run over damaged entries" if cache.refills else "")
+                + (f", {cache.bypasses} re-run without it" if cache.bypasses else ""),
                 highlight=False,
             )
         return

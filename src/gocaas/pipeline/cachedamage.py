@@ -21,6 +21,10 @@ test_cache_damage.py does it on purpose):
 
 Any of these gets the command re-run once with every entry rebuilt (gocmd.go); if it fails again the same
 way, classify() reports the toolchain or the cache, not the user.
+
+A cache program that fails outright (a put it cannot store, a crash) is the other way a cache can fail a
+build: the go command then stops with the program's error or its own words about GOCACHEPROG
+(cacheprog_failure). That command runs again without the shared cache.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ _PHRASES = re.compile(
 _BINARY = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _STD_CYCLE = re.compile(r"imports (\S+?)(?: from \S+)?: import cycle not allowed")
 _NOT_IN_STD = re.compile(r"package (\S+) is not in std")
+# The go command's fatal errors about its cache program (cmd/go/internal/cache/prog.go), and the error
+# answers and last words of gocaas's own (cache/prog.py).
+_CACHEPROG_FAILED = re.compile(
+    r"^.*(?:GOCACHEPROG (?:exited pre-Close|program closed unexpectedly|sent response for unknown"
+    r"|didn't return DiskPath)|error (?:starting|reading JSON from) GOCACHEPROG|to GOCACHEPROG for action"
+    r"|^gocaas cacheprog: (?:\w+(?:Error|Exception)|internal error|protocol error)\b).*$",
+    re.M,
+)
 
 
 def go_messages(result: CommandResult) -> str:
@@ -104,6 +116,12 @@ def cache_damage(
     if cycles and all(_is_std(package, goroot) for package in cycles):
         return f"an import cycle through the standard library ({', '.join(sorted(set(cycles)))})"
     return None
+
+
+def cacheprog_failure(messages: str) -> str | None:
+    """The line of a failed go command's messages that says its cache program failed, else None."""
+    match = _CACHEPROG_FAILED.search(messages)
+    return excerpt(match.group(0), count=1) if match else None
 
 
 def damage_in(

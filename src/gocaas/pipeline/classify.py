@@ -8,7 +8,7 @@ from pathlib import Path
 from gocaas.errors import BadInput, GocaasError, InfraError, TransientError, UserCodeError
 from gocaas.go.diagnostics import parse_diagnostics
 from gocaas.go.runner import OUT_OF_MEMORY, CommandResult
-from gocaas.pipeline.cachedamage import cache_damage, excerpt, go_messages
+from gocaas.pipeline.cachedamage import cache_damage, cacheprog_failure, excerpt, go_messages
 
 # The go command's words for a proxy or network that failed us (after which a retry may work).
 _TRANSIENT = re.compile(
@@ -66,6 +66,8 @@ def classify(
             kind="toolchain_or_cache",
             diagnostics=diagnostics,
         )
+    if failure := cacheprog_failure(messages):
+        return InfraError(f"{stage}: the build cache program failed: {failure}", kind="cache_program")
     if diagnostics:
         kind = "vet_finding" if stage == "vet" else "compile_error"
         what = "go vet found problems" if stage == "vet" else "compilation failed"

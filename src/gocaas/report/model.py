@@ -78,6 +78,8 @@ class CacheUse(_Model):
     # go commands re-run with every entry rebuilt (cacheprog --refill): their first run's failure pointed at
     # a damaged cache (pipeline/cachedamage.py)
     refills: int = 0
+    # go commands re-run without the cache program, after it failed them (a put it could not store, a crash)
+    bypasses: int = 0
     # The remote tier (cache_remote_url): hits it served (inside `hits`), bytes each way, failures.
     remote_hits: int = 0
     remote_misses: int = 0

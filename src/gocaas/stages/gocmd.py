@@ -7,12 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gocaas.cache.tally import record_bypass
 from gocaas.go.env import go_environ
 from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.sandbox import Sandbox, choose, find_bwrap, nested, python_paths
 from gocaas.go.toolchain import Toolchain
 from gocaas.go.version import GoVersion
-from gocaas.pipeline.cachedamage import damage_in
+from gocaas.pipeline.cachedamage import cacheprog_failure, damage_in, go_messages
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
 from gocaas.source import Workspace
@@ -40,6 +41,14 @@ class CacheDamage:
     evidence: str
 
 
+@dataclass(frozen=True)
+class CacheBypass:
+    """Published once the cache program itself failed a go command (go() below): the rest of the build runs
+    its go commands without it, on go's own cache (a private one in a read-only namespace)."""
+
+    failure: str
+
+
 CACHE_STATS = "cache-stats.jsonl"  # one line per go command: the cache program's counters
 CACHEPROG_MIN = GoVersion.parse("1.24")  # GOCACHEPROG without GOEXPERIMENT
 
@@ -51,7 +60,7 @@ def cacheprog_for(
     with refill, one that rebuilds every entry the command uses, and no remote. In the sandbox, the program
     finishes its work before the go command ends: the sandbox's PID namespace ends with it."""
     settings = ctx.settings
-    if not settings.cacheprog or toolchain.version < CACHEPROG_MIN:
+    if not _cacheprog_usable(ctx, toolchain) or CacheBypass in ctx.results:
         return None
     from gocaas.cache.command import cacheprog_command
 
@@ -81,12 +90,16 @@ def cacheprog_for(
     )
 
 
+def _cacheprog_usable(ctx: BuildContext, toolchain: Toolchain) -> bool:
+    return ctx.settings.cacheprog and toolchain.version >= CACHEPROG_MIN
+
+
 def gocache_for(ctx: BuildContext, toolchain: Toolchain) -> Path:
     """The GOCACHE of this build's go commands. With a cache program it holds only what go keeps beside the
     build cache (a fuzzing corpus), but go still writes it at start, so it must be writable: a build in a
     read-only namespace gets a private one, so that its tests cannot write into the shared one (which is
-    the build cache itself for a toolchain too old for GOCACHEPROG)."""
-    if ctx.settings.cache_read_only and cacheprog_for(ctx, toolchain) is not None:
+    the build cache itself for a toolchain too old for GOCACHEPROG, or once the cache program failed)."""
+    if ctx.settings.cache_read_only and _cacheprog_usable(ctx, toolchain):
         return ctx.dirs.home / ".cache" / "go-build"
     return ctx.settings.gocache
 
@@ -193,8 +206,9 @@ def go(
     the command runs in the build's sandbox, where it may write the build's directories and `writable`.
 
     A failure that points at a damaged cache (cachedamage.py) runs the command once more with every cache
-    entry it uses rebuilt and no remote cache (for the rest of the build too): a cache must never fail a
-    build. on_retry is called before that second run (a stream parser starts over)."""
+    entry it uses rebuilt and no remote cache (for the rest of the build too); one that the cache program
+    itself caused runs it once more without the cache program (for the rest of the build too): a cache must
+    never fail a build. on_retry is called before that second run (a stream parser starts over)."""
     toolchain = ctx.need(ToolchainResult).toolchain
     root = ctx.need(SourceResult).workspace.root
     prefix = f"[{target}] " if target is not None else ""
@@ -227,25 +241,38 @@ def go(
         )
 
     result = attempt(refill=False)
-    evidence = None
+    failure = evidence = None
     if not result.ok and cacheprog_for(ctx, toolchain) is not None:
-        evidence = damage_in(
-            result,
-            module_root=root,
-            cwd=cwd or root,
-            goroot=toolchain.goroot,
-            cache_dir=ctx.settings.cache_dir,
+        failure = cacheprog_failure(go_messages(result))
+        evidence = (
+            None
+            if failure
+            else damage_in(
+                result,
+                module_root=root,
+                cwd=cwd or root,
+                goroot=toolchain.goroot,
+                cache_dir=ctx.settings.cache_dir,
+            )
         )
-    if evidence:
+    if failure:
+        ctx.publish(CacheBypass(failure))
+        record_bypass(ctx.dirs.root / CACHE_STATS)
+        ctx.log.note(
+            f"{prefix}go {' '.join(args[:1])} failed because the build cache program failed ({failure}). "
+            "Running it again, and the rest of this build's go commands, without the shared build cache."
+        )
+    elif evidence:
         ctx.publish(CacheDamage(evidence))
         ctx.log.note(
             f"{prefix}go {' '.join(args[:1])} failed and {evidence}: a damaged build cache, not the "
             "module's code. Running it again with every cache entry it uses rebuilt, and without the "
             "remote cache for the rest of this build."
         )
+    if failure or evidence:
         if on_retry is not None:
             on_retry()
-        result = attempt(refill=True)
+        result = attempt(refill=evidence is not None)
     if check and not result.ok:
         raise classify(
             result,
