@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -56,8 +57,10 @@ func TestIntrude(t *testing.T) {
 		"home":     filepath.Dir(modcache),
 		"gocache":  os.Getenv("GOCACHE"),
 	} {
+		// as a hostile test would: make a read-only bind mount writable first
+		remount := syscall.Mount("none", dir, "", syscall.MS_REMOUNT|syscall.MS_BIND, "")
 		err := os.WriteFile(filepath.Join(dir, "intruder-NONCE"), []byte(name), 0o644)
-		t.Logf("%s %s: %v", name, dir, err)
+		t.Logf("%s %s: remount: %v, write: %v", name, dir, remount, err)
 	}
 }
 """

@@ -72,7 +72,9 @@ class Sandbox:
 
     def wrap(self, argv: Sequence[str], cwd: Path) -> list[str]:
         """bwrap's argument list that runs argv in cwd inside the sandbox (the environment passes through)."""
-        args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session"]
+        # --cap-drop ALL: bwrap started by root keeps every capability inside its namespaces, with which the
+        # module's tests could remount a read-only bind mount (the shared store) writable.
+        args = [str(self.bwrap), "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         if self.network:
             args.append("--share-net")
         args += ["--ro-bind", "/usr", "/usr"]
