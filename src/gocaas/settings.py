@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -254,17 +254,6 @@ class Settings(BaseSettings):
         from gocaas.cache.signing import parse_key
 
         return tuple(parse_key(key, "public key").hex() for key in value)
-
-    @field_validator("sandbox_network")
-    @classmethod
-    def _network_for_the_remote(cls, value: bool, info: ValidationInfo) -> bool:
-        """The cache program runs in the sandbox too: without the network it cannot reach a remote tier."""
-        if not value and info.data.get("sandbox") != "off" and info.data.get("cache_remote_url"):
-            raise ValueError(
-                "false cuts the sandboxed cache program off from cache_remote_url; keep the network, or turn "
-                "the sandbox or the remote tier off"
-            )
-        return value
 
     @field_validator("cache_remote_signing_key_file")
     @classmethod

@@ -24,6 +24,7 @@ from gocaas.report.model import BuildReport
 from gocaas.report.tests import PackageState
 from gocaas.settings import Settings
 from gocaas.spec import BuildOptions, BuildSpec, SourceSpec, Target, TestOptions
+from tests.cache.conftest import TOKEN, LiveServer
 from tests.conftest import EXAMPLES, BuildFn, skip_or_fail
 
 SANDBOXED = "go commands run in a bubblewrap sandbox"
@@ -31,28 +32,21 @@ SANDBOXED = "go commands run in a bubblewrap sandbox"
 INTRUDER_TEST = """package intruder
 
 import (
+	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
-// The store is GOCACHEPROG's --dir; the data directory holds the module cache.
-func storeDir() string {
-	f := strings.Fields(os.Getenv("GOCACHEPROG"))
-	for i, a := range f {
-		if a == "--dir" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
-}
+// Filled in by the Python test: the store's directory, the remote cache's address ("" for none).
+const store, remote = "STORE", "REMOTE"
 
 func TestIntrude(t *testing.T) {
 	modcache := os.Getenv("GOMODCACHE")
 	for name, dir := range map[string]string{
-		"store":    storeDir(),
+		"store":    store,
 		"modcache": modcache,
 		"home":     filepath.Dir(modcache),
 		"gocache":  os.Getenv("GOCACHE"),
@@ -61,6 +55,15 @@ func TestIntrude(t *testing.T) {
 		remount := syscall.Mount("none", dir, "", syscall.MS_REMOUNT|syscall.MS_BIND, "")
 		err := os.WriteFile(filepath.Join(dir, "intruder-NONCE"), []byte(name), 0o644)
 		t.Logf("%s %s: remount: %v, write: %v", name, dir, remount, err)
+	}
+	if os.Getenv("GOCAAS_CACHE_TOKEN") != "" {
+		t.Errorf("BREACH token: the remote cache's token is in the environment")
+	}
+	if remote != "" {
+		if conn, err := net.DialTimeout("tcp", remote, 2*time.Second); err == nil {
+			conn.Close()
+			t.Errorf("BREACH network: reached the remote cache at %s", remote)
+		}
 	}
 }
 """
@@ -75,13 +78,15 @@ def bwrap() -> Path:
     return found
 
 
-def intruder(root: Path) -> tuple[Path, str]:
+def intruder(root: Path, store: Path, remote: str = "") -> tuple[Path, str]:
     """A module whose test writes a file named for a fresh nonce (its result is never cached) into the
-    store, the module cache, the data directory and GOCACHE."""
+    store, the module cache, the data directory and GOCACHE, and fails if it sees the remote cache's token
+    or reaches the remote (host:port)."""
     nonce = uuid.uuid4().hex
     root.mkdir(parents=True)
     (root / "go.mod").write_text("module example.test/intruder\n\ngo 1.22\n")
-    (root / "intruder_test.go").write_text(INTRUDER_TEST.replace("NONCE", nonce))
+    source = INTRUDER_TEST.replace("NONCE", nonce).replace("STORE", str(store)).replace("REMOTE", remote)
+    (root / "intruder_test.go").write_text(source)
     return root, f"intruder-{nonce}"
 
 
@@ -137,7 +142,7 @@ def test_the_module_tests_cannot_write_a_read_only_store_or_the_data_directory(
     sandbox: str,
 ) -> None:
     reader = worker(fresh_settings, settings, sandbox=sandbox, cache_read_only=True)
-    module, name = intruder(tmp_path / "intruder")
+    module, name = intruder(tmp_path / "intruder", reader.cache_dir)
     written = [settings.cache_dir / name, reader.gomodcache / name, reader.home / name]
     try:
         report = run_test_stages(module, reader, tmp_path / "out")
@@ -155,6 +160,48 @@ def test_the_module_tests_cannot_write_a_read_only_store_or_the_data_directory(
     finally:
         for path in written:
             path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("sandbox", ["on", "off"])
+def test_in_a_writable_namespace_the_tests_reach_neither_store_nor_token_nor_remote(
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    bwrap: Path,
+    tmp_path: Path,
+    sandbox: str,
+) -> None:
+    """The cache program runs outside the sandbox (gocaas.go.outside): with a writable namespace and a remote
+    tier, the tests can neither write the store nor see the token nor (without the network) reach the
+    remote, while the program still uploads there. Unsandboxed, the same test does all three."""
+    server = LiveServer(tmp_path / "remote-store")
+    writer = worker(
+        fresh_settings,
+        settings,
+        sandbox=sandbox,
+        sandbox_network=False,
+        cache_remote_url=server.url,
+        cache_remote_token=TOKEN,
+    )
+    address = server.url.split("//", 1)[1].rstrip("/")
+    module, name = intruder(tmp_path / "intruder", writer.cache_dir, address)
+    stored = settings.cache_dir / name
+    try:
+        report = run_test_stages(module, writer, tmp_path / "out")
+    finally:
+        server.stop()
+    try:
+        assert report.tests is not None
+        said = "\n".join(test.output for test in report.tests.tests)
+        if sandbox == "on":
+            assert report.failure is None, (report.failure, said)
+            assert not stored.exists()
+            assert report.cache is not None and report.cache.uploads > 0, "the program reached the remote"
+        else:
+            assert report.failure is not None and report.failure.kind == "test_failed", report.failure
+            assert "BREACH token" in said and "BREACH network" in said, said
+            assert stored.exists()
+    finally:
+        stored.unlink(missing_ok=True)
 
 
 def test_a_required_sandbox_without_bwrap_fails_as_infrastructure(

@@ -17,7 +17,7 @@ from gocaas.cache.store import (
 
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
-                        [--finish-before-close]
+                        [--finish-before-close] [--attach-fd N [--parent PID]]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
                          [--remote-read-only] [--flush-timeout S] [--no-prefetch]
                          [--signing-key-file F] [--verify-key HEX ...]]
@@ -39,6 +39,11 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
                       do the work that otherwise follows the session (a due gc, writing prefetched
                       entries) before answering close: for a go command in a PID namespace (gocaas's
                       sandbox), where everything still running when the go command exits is killed
+  --attach-fd N       serve the go command that connects to the listening unix socket N (inherited) and
+                      hands over its pipes: how gocaas serves a sandboxed go command from outside its
+                      sandbox (handoff.py)
+  --parent PID        with --attach-fd: stop waiting when PID, which started us, is gone (default: the
+                      parent process we see at start)
   --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
                       fill the local store), puts are uploaded in the background (see remote.py)
   --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
@@ -60,9 +65,9 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class Options:
     __slots__ = (
-        "dir", "finish_first", "flush_timeout", "max_size", "min_age", "namespace", "prefetch", "read_only",
-        "refill", "remote", "remote_read_only", "remote_timeout", "signing_key_file", "stats", "token",
-        "verify_keys", "verify_limit", "workers",
+        "attach_fd", "attach_parent", "dir", "finish_first", "flush_timeout", "max_size", "min_age",
+        "namespace", "prefetch", "read_only", "refill", "remote", "remote_read_only", "remote_timeout",
+        "signing_key_file", "stats", "token", "verify_keys", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -71,6 +76,8 @@ class Options:
         self.read_only = False
         self.refill = False
         self.finish_first = False
+        self.attach_fd: int | None = None
+        self.attach_parent: int | None = None
         self.workers = 0
         self.max_size: int | None = DEFAULT_MAX_SIZE
         self.min_age = float(MIN_AGE_S)
@@ -115,6 +122,8 @@ _SETTERS = {
     "--flush-timeout": lambda o, v: setattr(o, "flush_timeout", _within(v, 0, 3600)),
     "--signing-key-file": lambda o, v: setattr(o, "signing_key_file", _readable(v)),
     "--verify-key": lambda o, v: o.verify_keys.append(_public_key(v)),
+    "--attach-fd": lambda o, v: setattr(o, "attach_fd", _whole(v, 1 << 20)),
+    "--parent": lambda o, v: setattr(o, "attach_parent", _whole(v, 1 << 22)),
 }
 _FLAGS = {
     "--read-only": "read_only",

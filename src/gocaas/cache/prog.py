@@ -357,6 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         refill=opts.refill,
         finish_first=opts.finish_first,
     )
+    if opts.attach_fd is not None:
+        from gocaas.cache.handoff import receive
+
+        try:
+            if not receive(opts.attach_fd, opts.attach_parent):
+                return 0  # the go command never asked
+        except OSError as e:
+            sys.stderr.write(f"gocaas cacheprog: --attach-fd {opts.attach_fd}: {e}\n")
+            return 1
     status = 0
     try:
         server.serve(0, 1)

@@ -7,16 +7,20 @@ the modules stage runs under bubblewrap (`bwrap`, Debian `bubblewrap`), in new m
 cgroup namespaces, without capabilities, and sees:
 
 - read-only: /usr (and the /bin, /lib... links into it), the few files of /etc that programs need (name
-  resolution, users, TLS roots, time zone), the toolchain, the module cache, and, for the cache program, the
-  Python installation and gocaas itself;
+  resolution, users, TLS roots, time zone), the toolchain, the module cache, the cache store (whose objects
+  go reads), and the Python installation and gocaas itself for the cache program's handoff;
 - writable: the build's own directories (source, HOME, TMPDIR, GOPATH, binaries), go's GOCACHE (a private
-  one in a read-only namespace: see stages/gocmd.gocache_for), the build's stats file, the
-  stable output directory of a build stage, and the cache store, unless the namespace is read-only;
+  one in a read-only namespace: see stages/gocmd.gocache_for) and the stable output directory of a build
+  stage;
 - a private /tmp, /proc and /dev; the network, unless `sandbox_network` is off (then only a private
-  loopback; the remote cache tier needs the network).
+  loopback).
 
-Not isolated: the test binaries still see the go command's environment (a remote cache token among it) and,
-with a writable namespace, can write the store. Untrusted code belongs in a read-only namespace.
+The cache program itself runs outside, and the go command reaches it through a socket bound into its
+sandbox alone (gocaas.go.outside, gocaas.cache.handoff): it alone writes the store, and the remote's token
+and the signing key stay out of the sandbox. Not isolated: a test can open the go command's own pipes to
+that program (/proc/PID/fd of its parent, same user) and speak the protocol in its place, so in a writable
+namespace a determined test can still put entries. Untrusted code belongs in a read-only namespace, where
+the program takes no put at all.
 
 Why bubblewrap and not `go test -exec`: with an exec wrapper the go command caches no test result (it cannot
 read the test's log of files and variables), which would undo the cross-checkout test cache.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gocaas.cache.command import go_quote
+from gocaas.cache.options import TOKEN_ENV
+from gocaas.cache.stats import STATS_ENV
 from gocaas.cache.tally import record_bypass
 from gocaas.go.env import go_environ
+from gocaas.go.outside import cacheprog_outside, environ_inside
 from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.sandbox import Sandbox, choose, find_bwrap, nested, python_paths
 from gocaas.go.toolchain import Toolchain
@@ -51,20 +55,19 @@ class CacheBypass:
 
 CACHE_STATS = "cache-stats.jsonl"  # one line per go command: the cache program's counters
 CACHEPROG_MIN = GoVersion.parse("1.24")  # GOCACHEPROG without GOEXPERIMENT
+# What only the cache program reads: kept from a sandboxed go command, whose program runs outside.
+PROGRAM_ONLY_ENV = (TOKEN_ENV, STATS_ENV)
 
 
-def cacheprog_for(
-    ctx: BuildContext, toolchain: Toolchain, *, refill: bool = False, sandboxed: bool = False
-) -> str | None:
-    """The GOCACHEPROG value of this build's go commands: the shared store, in the settings' namespace;
-    with refill, one that rebuilds every entry the command uses, and no remote. In the sandbox, the program
-    finishes its work before the go command ends: the sandbox's PID namespace ends with it."""
+def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = False) -> list[str] | None:
+    """The cache program of this build's go commands (its argument list): the shared store, in the
+    settings' namespace; with refill, one that rebuilds every entry the command uses, and no remote."""
     settings = ctx.settings
     if not _cacheprog_usable(ctx, toolchain) or CacheBypass in ctx.results:
         return None
-    from gocaas.cache.command import cacheprog_command
+    from gocaas.cache.command import cacheprog_argv
 
-    extra: list[str] = ["--finish-before-close"] if sandboxed else []
+    extra: list[str] = []
     if refill:
         extra.append("--refill")
     elif settings.cache_remote_url and CacheDamage not in ctx.results:
@@ -82,7 +85,7 @@ def cacheprog_for(
             extra += ["--signing-key-file", str(settings.cache_remote_signing_key_file)]
         for key in settings.cache_remote_verify_keys:
             extra += ["--verify-key", key]
-    return cacheprog_command(
+    return cacheprog_argv(
         settings.cache_dir,
         namespace=settings.cache_namespace,
         read_only=settings.cache_read_only,
@@ -140,19 +143,13 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
     if choice.bwrap is None:
         return None
     dirs = ctx.dirs
-    stats = dirs.root / CACHE_STATS
-    stats.touch()
+    # The cache program runs outside (gocaas.go.outside): the store is only read in here, by the go command.
     readable = [toolchain.goroot, toolchain.go.parent, settings.gomodcache]
-    gocache = gocache_for(ctx, toolchain)
-    rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, gocache, stats, *writable]
+    rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, gocache_for(ctx, toolchain), *writable]
     if cacheprog_for(ctx, toolchain) is not None:
-        readable += python_paths()
-        (readable if settings.cache_read_only else rw).append(settings.cache_dir)
-        if settings.cache_remote_signing_key_file is not None:
-            readable.append(settings.cache_remote_signing_key_file)
+        readable += [*python_paths(), settings.cache_dir]  # the handoff program; the objects go reads
     for path in (settings.gomodcache, settings.cache_dir, *rw):
-        if path != stats:
-            path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     return Sandbox(choice.bwrap, nested(readable), nested(rw), network=settings.sandbox_network)
 
 
@@ -215,6 +212,7 @@ def go(
     sandbox = sandbox_for(ctx, toolchain, (root, *writable)) if sandboxed else None
 
     def attempt(*, refill: bool) -> CommandResult:
+        program = cacheprog_for(ctx, toolchain, refill=refill)
         env = go_environ(
             ctx.settings,
             toolchain.goroot,
@@ -225,20 +223,29 @@ def go(
             goproxy=goproxy,
             gosumdb=gosumdb,
             gocache=gocache_for(ctx, toolchain),
-            cacheprog=cacheprog_for(ctx, toolchain, refill=refill, sandboxed=sandbox is not None),
+            cacheprog=go_quote(program) if program is not None else None,
             cache_stats=ctx.dirs.root / CACHE_STATS,
         )
         ctx.log.line(f"{prefix}$ go {' '.join(args)}")
-        return run_go(
-            toolchain.go,
-            args,
-            env=env,
-            cwd=cwd or root,
-            timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
-            on_line=lambda line: ctx.log.line(prefix + line),
-            on_stdout=on_stdout,
-            sandbox=sandbox,
-        )
+
+        def run(env: dict[str, str], sandbox: Sandbox | None) -> CommandResult:
+            return run_go(
+                toolchain.go,
+                args,
+                env=env,
+                cwd=cwd or root,
+                timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
+                on_line=lambda line: ctx.log.line(prefix + line),
+                on_stdout=on_stdout,
+                sandbox=sandbox,
+            )
+
+        if sandbox is None or program is None:
+            return run(env, sandbox)
+        said = lambda text: ctx.log.line(f"{prefix}cache program: {text}")  # noqa: E731
+        with cacheprog_outside(program, env, said) as handoff:
+            inside = environ_inside(env, handoff, hidden=PROGRAM_ONLY_ENV)
+            return run(inside, replace(sandbox, readable=(*sandbox.readable, handoff.directory)))
 
     result = attempt(refill=False)
     failure = evidence = None
