@@ -3,18 +3,22 @@ command runs again without it, and so does the rest of the build; what counts as
 
 from __future__ import annotations
 
+import errno
 import json
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from gocaas.errors import FailureClass
 from gocaas.go.runner import CommandResult
+from gocaas.go.sandbox import find_bwrap, probe
 from gocaas.pipeline.cachedamage import cacheprog_failure, go_messages
 from gocaas.pipeline.classify import classify
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
-from tests.conftest import EXAMPLES, BuildFn
+from tests.conftest import EXAMPLES, BuildFn, skip_or_fail
 from tests.pipeline.test_cache_damage import binaries, healthy, notes_of, stats_of  # noqa: F401
 
 BYPASS_NOTE = "failed because the build cache program failed"
@@ -83,3 +87,27 @@ def test_what_counts_as_a_failed_cache_program(stdout: str, stderr: str, failed:
     assert (error.kind == "cache_program") is failed, error
     if failed:
         assert error.failure_class is FailureClass.INFRASTRUCTURE
+
+
+def test_a_cache_program_that_cannot_be_started_outside_the_sandbox_does_not_fail_the_build(
+    build: BuildFn,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    found = find_bwrap(None, "/usr/bin:/bin")
+    if found is None or probe(found) is not None:
+        skip_or_fail("bubblewrap is needed")
+
+    def no_space(**_: object) -> str:  # the one fault injected: its socket's directory cannot be made
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    local = SimpleNamespace(**{**vars(tempfile), "mkdtemp": no_space})
+    monkeypatch.setattr("gocaas.go.outside.tempfile", local)
+    worker: Settings = fresh_settings(sandbox="on")
+    report = build(EXAMPLES / "hello", settings_=worker, out=tmp_path / "out", vet=False)
+    assert report.failure is None, report.failure
+    assert report.sandboxed is True
+    notes = notes_of(report)
+    assert any("could not start the build cache program" in note and "No space" in note for note in notes)
+    assert report.cache is not None and report.cache.bypasses == 1, "then none of the later commands tried"

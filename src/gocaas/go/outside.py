@@ -31,6 +31,11 @@ class Handoff:
     program: subprocess.Popen[bytes]
 
 
+class HandoffUnavailable(OSError):
+    """The program could not be started outside the sandbox (no socket, no process): raised before the with
+    block runs, never from it."""
+
+
 @contextlib.contextmanager
 def cacheprog_outside(
     argv: Sequence[str],
@@ -40,24 +45,32 @@ def cacheprog_outside(
 ) -> Iterator[Handoff]:
     """Start the cache program argv (with env) outside the sandbox, listening for one go command, for the
     span of the with block. What the program said before a go command reached it (why it could not start)
-    goes to on_error at the end; later, it speaks on the go command's stderr."""
-    # A directory of its own under /tmp: private (0700), and short: a socket's path has at most 107 bytes.
-    directory = Path(tempfile.mkdtemp(prefix="gocaas-cacheprog-"))
+    goes to on_error at the end; later, it speaks on the go command's stderr. HandoffUnavailable when it
+    cannot be started at all."""
+    # A directory of its own: private (0700), and short: a socket's path has at most 107 bytes.
+    base = tempfile.gettempdir()
+    try:
+        directory = Path(tempfile.mkdtemp(prefix="gocaas-cp-", dir="/tmp" if len(base) > 64 else base))
+    except OSError as e:
+        raise HandoffUnavailable(f"no directory for its socket: {e}") from e
     path = directory / "socket"
     try:
         with tempfile.TemporaryFile() as said, socket.socket(socket.AF_UNIX) as listener:
-            listener.bind(str(path))
-            listener.listen(1)
-            fd = listener.fileno()
-            program = subprocess.Popen(  # noqa: S603 - gocaas's own program, an argument list
-                [*argv, "--attach-fd", str(fd), "--parent", str(os.getpid())],
-                env=dict(env),
-                pass_fds=(fd,),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=said,
-                start_new_session=True,  # not in the go command's process group: a timeout's kill spares it
-            )
+            try:
+                listener.bind(str(path))
+                listener.listen(1)
+                fd = listener.fileno()
+                program = subprocess.Popen(  # noqa: S603 - gocaas's own program, an argument list
+                    [*argv, "--attach-fd", str(fd), "--parent", str(os.getpid())],
+                    env=dict(env),
+                    pass_fds=(fd,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=said,
+                    start_new_session=True,  # not in the go command's process group: its kill spares us
+                )
+            except OSError as e:
+                raise HandoffUnavailable(f"{path}: {e}") from e
             listener.close()  # the program's copy is the one that accepts
             try:
                 yield Handoff(go_quote([python, "-I", "-S", HANDOFF, str(path)]), directory, program)

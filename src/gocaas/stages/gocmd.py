@@ -12,7 +12,7 @@ from gocaas.cache.options import TOKEN_ENV
 from gocaas.cache.stats import STATS_ENV
 from gocaas.cache.tally import record_bypass
 from gocaas.go.env import go_environ
-from gocaas.go.outside import cacheprog_outside, environ_inside
+from gocaas.go.outside import HandoffUnavailable, cacheprog_outside, environ_inside
 from gocaas.go.runner import CommandResult, LineSink, run_go
 from gocaas.go.sandbox import Sandbox, choose, find_bwrap, nested, python_paths
 from gocaas.go.toolchain import Toolchain
@@ -243,9 +243,21 @@ def go(
         if sandbox is None or program is None:
             return run(env, sandbox)
         said = lambda text: ctx.log.line(f"{prefix}cache program: {text}")  # noqa: E731
-        with cacheprog_outside(program, env, said) as handoff:
-            inside = environ_inside(env, handoff, hidden=PROGRAM_ONLY_ENV)
-            return run(inside, replace(sandbox, readable=(*sandbox.readable, handoff.directory)))
+        try:
+            with cacheprog_outside(program, env, said) as handoff:
+                inside = environ_inside(env, handoff, hidden=PROGRAM_ONLY_ENV)
+                return run(inside, replace(sandbox, readable=(*sandbox.readable, handoff.directory)))
+        except HandoffUnavailable as e:
+            bypass(f"could not start the build cache program ({e})", "Running it")
+            return attempt(refill=refill)  # without it, now
+
+    def bypass(why: str, then: str = "Running it again") -> None:
+        ctx.publish(CacheBypass(why))
+        record_bypass(ctx.dirs.root / CACHE_STATS)
+        ctx.log.note(
+            f"{prefix}go {' '.join(args[:1])} {why}. {then}, and the rest of this build's go commands, "
+            "without the shared build cache."
+        )
 
     result = attempt(refill=False)
     failure = evidence = None
@@ -263,12 +275,7 @@ def go(
             )
         )
     if failure:
-        ctx.publish(CacheBypass(failure))
-        record_bypass(ctx.dirs.root / CACHE_STATS)
-        ctx.log.note(
-            f"{prefix}go {' '.join(args[:1])} failed because the build cache program failed ({failure}). "
-            "Running it again, and the rest of this build's go commands, without the shared build cache."
-        )
+        bypass(f"failed because the build cache program failed ({failure})")
     elif evidence:
         ctx.publish(CacheDamage(evidence))
         ctx.log.note(
