@@ -17,7 +17,7 @@ import pytest
 from gocaas.cache.command import cacheprog_command
 from gocaas.cache.store import Store
 from gocaas.errors import FailureClass
-from gocaas.go.sandbox import Sandbox, find_bwrap, nested, probe, python_paths
+from gocaas.go.sandbox import Sandbox, exec_only, find_bwrap, nested, probe, python_paths
 from gocaas.go.toolchain import Toolchain
 from gocaas.pipeline.run import TEST_STAGES, run_build
 from gocaas.report.model import BuildReport
@@ -32,6 +32,7 @@ SANDBOXED = "go commands run in a bubblewrap sandbox"
 INTRUDER_TEST = """package intruder
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,6 +56,17 @@ func TestIntrude(t *testing.T) {
 		remount := syscall.Mount("none", dir, "", syscall.MS_REMOUNT|syscall.MS_BIND, "")
 		err := os.WriteFile(filepath.Join(dir, "intruder-NONCE"), []byte(name), 0o644)
 		t.Logf("%s %s: remount: %v, write: %v", name, dir, remount, err)
+	}
+	// the go command's own descriptors (its pipes to the cache program among them), as a hijacker would
+	// open them to speak the cache protocol in its place
+	fds := fmt.Sprintf("/proc/%d/fd", os.Getppid())
+	entries, _ := os.ReadDir(fds)
+	for _, e := range entries {
+		if f, err := os.OpenFile(filepath.Join(fds, e.Name()), os.O_WRONLY, 0); err == nil {
+			f.Close()
+			t.Errorf("BREACH pipes: opened the go command's descriptor %s", e.Name())
+			break
+		}
 	}
 	if os.Getenv("GOCAAS_CACHE_TOKEN") != "" {
 		t.Errorf("BREACH token: the remote cache's token is in the environment")
@@ -107,6 +119,11 @@ def run_test_stages(module: Path, settings: Settings, out: Path) -> BuildReport:
     return run_build(spec, settings, out_dir=out, stages=TEST_STAGES)
 
 
+def said_by_tests(report: BuildReport) -> str:
+    assert report.tests is not None
+    return "\n".join(test.output for test in report.tests.tests)
+
+
 def log_of(settings: Settings, report: BuildReport) -> str:
     logs = settings.builds_dir / report.build_id / "logs"
     return "\n".join(path.read_text() for path in sorted(logs.iterdir()))
@@ -146,12 +163,13 @@ def test_the_module_tests_cannot_write_a_read_only_store_or_the_data_directory(
     written = [settings.cache_dir / name, reader.gomodcache / name, reader.home / name]
     try:
         report = run_test_stages(module, reader, tmp_path / "out")
-        assert report.failure is None, report.failure
         assert report.sandboxed is (sandbox == "auto")
         if sandbox == "auto":
+            assert report.failure is None, report.failure
             assert SANDBOXED in log_of(reader, report)
             assert [path for path in written if path.exists()] == []
-        else:  # the same test, unsandboxed, does write them all: what the sandbox is for
+        else:  # unsandboxed, the same test writes them all and opens go's pipes: what the sandbox is for
+            assert report.failure is not None and "BREACH pipes" in said_by_tests(report), report.failure
             assert SANDBOXED not in log_of(reader, report)
             assert [path for path in written if path.exists()] == written
         # A read-only namespace's build has a GOCACHE of its own (go insists on writing one), sandbox or not.
@@ -190,15 +208,14 @@ def test_in_a_writable_namespace_the_tests_reach_neither_store_nor_token_nor_rem
     finally:
         server.stop()
     try:
-        assert report.tests is not None
-        said = "\n".join(test.output for test in report.tests.tests)
+        said = said_by_tests(report)
         if sandbox == "on":
             assert report.failure is None, (report.failure, said)
             assert not stored.exists()
             assert report.cache is not None and report.cache.uploads > 0, "the program reached the remote"
         else:
             assert report.failure is not None and report.failure.kind == "test_failed", report.failure
-            assert "BREACH token" in said and "BREACH network" in said, said
+            assert all(f"BREACH {what}" in said for what in ("token", "network", "pipes")), said
             assert stored.exists()
     finally:
         stored.unlink(missing_ok=True)
@@ -343,3 +360,14 @@ def test_cache_programs_sharing_a_pid_in_their_namespaces_name_temp_files_apart(
     assert first_pid == second_pid, "one pid in each namespace"
     assert first != second
     assert Path(first).exists() and Path(second).exists()
+
+
+def test_the_run_only_copy_of_go_is_made_once(toolchain: Toolchain, tmp_path: Path) -> None:
+    copy = exec_only(toolchain.go.resolve(), tmp_path / "sandbox")
+    assert exec_only(toolchain.go.resolve(), tmp_path / "sandbox") == copy
+    assert [p.name for p in (tmp_path / "sandbox").iterdir()] == [copy.name], "no partial copy left"
+    assert copy.stat().st_mode & 0o777 == 0o111
+    assert copy.stat().st_size == toolchain.go.resolve().stat().st_size
+    env = {"GOROOT": str(toolchain.goroot), "HOME": str(tmp_path), "GOTOOLCHAIN": "local"}
+    version = subprocess.run([str(copy), "version"], env=env, capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("go version"), version.stderr

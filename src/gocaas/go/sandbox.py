@@ -17,10 +17,13 @@ cgroup namespaces, without capabilities, and sees:
 
 The cache program itself runs outside, and the go command reaches it through a socket bound into its
 sandbox alone (gocaas.go.outside, gocaas.cache.handoff): it alone writes the store, and the remote's token
-and the signing key stay out of the sandbox. Not isolated: a test can open the go command's own pipes to
-that program (/proc/PID/fd of its parent, same user) and speak the protocol in its place, so in a writable
-namespace a determined test can still put entries. Untrusted code belongs in a read-only namespace, where
-the program takes no put at all.
+and the signing key stay out of the sandbox. The go binary is shown as a copy that can be run but not read
+(exec_only): the go command is then not dumpable, so a test cannot open its pipes to that program through
+/proc/PID/fd (or read its environment) and speak the cache protocol in its place.
+
+Not isolated: the source tree is writable (tests write testdata), and go test runs tests while it compiles
+other packages, so a hostile test can race go between hashing a source file and compiling it. Untrusted code
+belongs in a read-only namespace, where the program takes no put.
 
 Why bubblewrap and not `go test -exec`: with an exec wrapper the go command caches no test result (it cannot
 read the test's log of files and variables), which would undo the cross-checkout test cache.
@@ -29,6 +32,7 @@ read the test's log of files and variables), which would undo the cross-checkout
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -73,6 +77,8 @@ class Sandbox:
     readable: tuple[Path, ...]
     writable: tuple[Path, ...]
     network: bool = True
+    # (source, destination): a file shown read-only in place of another (the go binary: exec_only below)
+    replaced: tuple[tuple[Path, Path], ...] = ()
 
     def wrap(self, argv: Sequence[str], cwd: Path) -> list[str]:
         """bwrap's argument list that runs argv in cwd inside the sandbox (the environment passes through)."""
@@ -96,9 +102,15 @@ class Sandbox:
         # Parents before children, so that a writable directory inside a read-only tree stays writable; a
         # path given as both is writable.
         readable = set(self.readable) - set(self.writable)
-        mounts = sorted({*((p, "--ro-bind") for p in readable), *((p, "--bind") for p in self.writable)})
-        for path, how in mounts:
-            args += [how, str(path), str(path)]
+        mounts = sorted(
+            {
+                *((p, "--ro-bind", p) for p in readable),
+                *((p, "--bind", p) for p in self.writable),
+                *((dest, "--ro-bind", source) for source, dest in self.replaced),
+            }
+        )
+        for path, how, source in mounts:
+            args += [how, str(source), str(path)]
         args += ["--chdir", str(cwd), "--", *argv]
         return args
 
@@ -113,6 +125,29 @@ def python_paths() -> tuple[Path, ...]:
     found.add(executable.parent)
     found.add(executable.resolve().parent.parent)
     return tuple(sorted(p for p in found if p.exists()))
+
+
+def exec_only(binary: Path, directory: Path) -> Path:
+    """A copy of binary that can be run but not read (mode 0111), made once in directory.
+
+    A process started from a file it cannot read is not dumpable: other processes of its user, without
+    capabilities (everything in the sandbox), can neither open its /proc/PID/fd entries nor read its
+    environment or memory. Run so, the go command keeps its pipes to the cache program, outside the sandbox,
+    to itself: a test it runs cannot open them and speak the cache protocol in its place."""
+    info = binary.stat()
+    where = hashlib.sha256(str(binary).encode()).hexdigest()[:16]
+    copy = directory / f"{binary.name}-{where}-{info.st_size}-{info.st_mtime_ns}"
+    if copy.exists():
+        return copy
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{copy.name}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        shutil.copyfile(binary, partial)
+        partial.chmod(0o111)
+        partial.replace(copy)
+    finally:
+        partial.unlink(missing_ok=True)
+    return copy
 
 
 def nested(paths: Iterable[Path]) -> tuple[Path, ...]:

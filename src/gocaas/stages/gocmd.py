@@ -11,10 +11,11 @@ from gocaas.cache.command import go_quote
 from gocaas.cache.options import TOKEN_ENV
 from gocaas.cache.stats import STATS_ENV
 from gocaas.cache.tally import record_bypass
+from gocaas.errors import InfraError
 from gocaas.go.env import go_environ
 from gocaas.go.outside import HandoffUnavailable, cacheprog_outside, environ_inside
 from gocaas.go.runner import CommandResult, LineSink, run_go
-from gocaas.go.sandbox import Sandbox, choose, find_bwrap, nested, python_paths
+from gocaas.go.sandbox import Sandbox, choose, exec_only, find_bwrap, nested, python_paths
 from gocaas.go.toolchain import Toolchain
 from gocaas.go.version import GoVersion
 from gocaas.pipeline.cachedamage import cacheprog_failure, damage_in, go_messages
@@ -150,7 +151,18 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
         readable += [*python_paths(), settings.cache_dir]  # the handoff program; the objects go reads
     for path in (settings.gomodcache, settings.cache_dir, *rw):
         path.mkdir(parents=True, exist_ok=True)
-    return Sandbox(choice.bwrap, nested(readable), nested(rw), network=settings.sandbox_network)
+    go = toolchain.go.resolve()
+    try:  # so that the tests cannot open the go command's pipes to the cache program (sandbox.exec_only)
+        go_exec_only = exec_only(go, settings.home / "sandbox")
+    except OSError as e:
+        raise InfraError(f"cannot prepare the sandbox's copy of {go}: {e}", kind="sandbox") from e
+    return Sandbox(
+        choice.bwrap,
+        nested(readable),
+        nested(rw),
+        network=settings.sandbox_network,
+        replaced=((go_exec_only, go),),
+    )
 
 
 # The compiler's DWARF is only worth its cost (~8% of a cold `go test ./...` here, a quarter of the cache's
