@@ -156,12 +156,15 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
         go_exec_only = exec_only(go, settings.home / "sandbox")
     except OSError as e:
         raise InfraError(f"cannot prepare the sandbox's copy of {go}: {e}", kind="sandbox") from e
+    # Where the go command is run from, and where that leads: a toolchain under a symlinked directory is
+    # bound at the symlink's path, which is the one run.
+    shown_at = {toolchain.go.absolute(), go}
     return Sandbox(
         choice.bwrap,
         nested(readable),
         nested(rw),
         network=settings.sandbox_network,
-        replaced=((go_exec_only, go),),
+        replaced=tuple((go_exec_only, path) for path in sorted(shown_at)),
     )
 
 
