@@ -35,6 +35,8 @@ def _result(stderr: str) -> CommandResult:
         ("go: example.test/nope@v1.0.0: reading file:///p/example.test/nope/@v/v1.0.0.mod: no such file or "
          "directory\nunknown revision v1.0.0", FailureClass.USER, "module_not_found"),
         ("./main.go:3:5: undefined: x", FailureClass.USER, "compile_error"),
+        ("bwrap: execvp /usr/local/go/bin/go: Permission denied", FailureClass.INFRASTRUCTURE, "sandbox"),
+        ("main.go:3:5: undefined: x\n# says bwrap: mid-line", FailureClass.USER, "compile_error"),
     ],
 )
 def test_classify(stderr: str, klass: FailureClass, kind: str) -> None:

@@ -371,3 +371,27 @@ def test_the_run_only_copy_of_go_is_made_once(toolchain: Toolchain, tmp_path: Pa
     env = {"GOROOT": str(toolchain.goroot), "HOME": str(tmp_path), "GOTOOLCHAIN": "local"}
     version = subprocess.run([str(copy), "version"], env=env, capture_output=True, text=True, timeout=60)
     assert version.stdout.startswith("go version"), version.stderr
+
+
+def test_a_data_directory_mounted_noexec_still_builds_in_the_sandbox(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    bwrap: Path,
+    tmp_path: Path,
+) -> None:
+    """The run-only copy of go lives in the data directory; where that cannot run programs, go runs from
+    its own readable binary (and the build says so in its log) rather than not at all."""
+    home = tmp_path / "home"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs", str(home)], check=False)
+    if mounted.returncode != 0:
+        skip_or_fail("mounting a noexec tmpfs needs root")
+    try:
+        sandboxed = worker(fresh_settings, settings, sandbox="on")
+        report = run_test_stages(EXAMPLES / "hello", sandboxed, tmp_path / "out")
+        assert report.failure is None, report.failure
+        assert report.sandboxed is True
+        assert "cannot be executed (noexec?)" in log_of(sandboxed, report)
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)

@@ -20,6 +20,7 @@ _MISSING_SUM = re.compile(r"missing go\.sum entry[^\n]*")
 _SECURITY = re.compile(r"SECURITY ERROR|checksum mismatch")
 _NOT_FOUND = re.compile(r"unknown revision|invalid version|: 404 Not Found|: 410 Gone|not found: ")
 _TOO_NEW = re.compile(r"go\.mod requires go >= \S+")
+_SANDBOX = re.compile(r"^bwrap: .*$", re.M)  # bubblewrap's own errors: it could not set up or start go
 
 
 def first_lines(text: str, count: int = 6) -> str:
@@ -66,6 +67,8 @@ def classify(
             kind="toolchain_or_cache",
             diagnostics=diagnostics,
         )
+    if match := _SANDBOX.search(messages):
+        return InfraError(f"{stage}: the build sandbox failed: {match.group(0)}", kind="sandbox")
     if failure := cacheprog_failure(messages):
         return InfraError(f"{stage}: the build cache program failed: {failure}", kind="cache_program")
     if diagnostics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -159,6 +160,9 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
     # Where the go command is run from, and where that leads: a toolchain under a symlinked directory is
     # bound at the symlink's path, which is the one run.
     shown_at = {toolchain.go.absolute(), go}
+    if not os.access(go_exec_only, os.X_OK):  # a data directory mounted noexec: run go as it is
+        ctx.log.line(f"{go_exec_only} cannot be executed (noexec?): go runs from its readable binary")
+        shown_at = set()
     return Sandbox(
         choice.bwrap,
         nested(readable),
