@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gocaas.cache.files import unique_name
 from gocaas.errors import InfraError
 
 # What programs commonly read from /etc: name resolution, users and groups, TLS roots, the time zone, the
@@ -140,7 +141,7 @@ def exec_only(binary: Path, directory: Path) -> Path:
     if copy.exists():
         return copy
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{copy.name}.{os.getpid()}.{os.urandom(4).hex()}"
+    partial = directory / unique_name(f".{copy.name}.")
     try:
         shutil.copyfile(binary, partial)
         partial.chmod(0o111)
