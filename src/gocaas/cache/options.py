@@ -37,8 +37,9 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
                       re-runs a go command whose failure points at a damaged cache
   --finish-before-close
                       do the work that otherwise follows the session (a due gc, writing prefetched
-                      entries) before answering close: for a go command in a PID namespace (gocaas's
-                      sandbox), where everything still running when the go command exits is killed
+                      entries) before answering close: for a go command run in a PID namespace of its
+                      own (a sandbox that starts the program inside), where everything still running
+                      when the go command exits is killed; gocaas runs its program outside instead
   --attach-fd N       serve the go command that connects to the listening unix socket N (inherited) and
                       hands over its pipes: how gocaas serves a sandboxed go command from outside its
                       sandbox (handoff.py)
