@@ -148,6 +148,8 @@ def gc(
                 total -= size
                 result.removed_bytes += size
         result.total_after = total
+        if result.removed_objects or result.removed_actions:
+            store.bump_epoch()
         estimate = store.replace_usage(total, estimate_before)
         # Over again only if writers added while it ran (the owner then runs another gc at its next check);
         # not for young files it may not evict, or every put would start a gc.
@@ -211,6 +213,8 @@ def verify(
             result.unsigned += verdict == "unsigned"
             if verdict == "bad" or (verdict == "unsigned" and drop_unsigned):
                 _remove(store, path, result)
+    if result.removed and not store.read_only:
+        store.bump_epoch()
     return result
 
 
@@ -253,4 +257,5 @@ def clear_namespace(store: Store, namespace: str) -> int:
     trash = f"{store.tmp_dir}/{unique_name('cleared-')}"
     dropped = remove_tree(os.path.join(store.actions_dir, namespace), f"{trash}-actions", depth=1)
     remove_tree(os.path.join(store.root, "traces", namespace), f"{trash}-traces")
+    store.bump_epoch()
     return dropped

@@ -18,6 +18,7 @@ from gocaas.cache.store import (
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
                         [--finish-before-close] [--attach-fd N [--parent PID]]
+                        [--resident [--resident-idle S]]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
                          [--remote-read-only] [--flush-timeout S] [--no-prefetch]
                          [--signing-key-file F] [--verify-key HEX ...]]
@@ -45,6 +46,12 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
                       sandbox (handoff.py)
   --parent PID        with --attach-fd: stop waiting when PID, which started us, is gone (default: the
                       parent process we see at start)
+  --resident          hand the go command to a resident cache program for the same store and options,
+                      which keeps the entries it read in memory (resident.py); without one, serve it
+                      here and start one in the background for the next go command. Not with --remote,
+                      --refill, --attach-fd or --finish-before-close
+  --resident-idle S   a resident program started now exits after S seconds without a go command
+                      (default 900)
   --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
                       fill the local store), puts are uploaded in the background (see remote.py)
   --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
@@ -60,6 +67,7 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
 """
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
+RESIDENT_IDLE_S = 900.0
 MAX_WORKERS = 256  # threads: more only costs memory (each go command has a few dozen gets in flight)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -68,7 +76,8 @@ class Options:
     __slots__ = (
         "attach_fd", "attach_parent", "dir", "finish_first", "flush_timeout", "max_size", "min_age",
         "namespace", "prefetch", "read_only", "refill", "remote", "remote_read_only", "remote_timeout",
-        "signing_key_file", "stats", "token", "verify_keys", "verify_limit", "workers",
+        "resident", "resident_idle", "resident_serve", "signing_key_file", "stats", "token", "verify_keys",
+        "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -77,6 +86,9 @@ class Options:
         self.read_only = False
         self.refill = False
         self.finish_first = False
+        self.resident = False
+        self.resident_serve = False  # internal: be the resident program (resident.spawn starts it so)
+        self.resident_idle = RESIDENT_IDLE_S
         self.attach_fd: int | None = None
         self.attach_parent: int | None = None
         self.workers = 0
@@ -125,12 +137,15 @@ _SETTERS = {
     "--verify-key": lambda o, v: o.verify_keys.append(_public_key(v)),
     "--attach-fd": lambda o, v: setattr(o, "attach_fd", _whole(v, 1 << 20)),
     "--parent": lambda o, v: setattr(o, "attach_parent", _whole(v, 1 << 22)),
+    "--resident-idle": lambda o, v: setattr(o, "resident_idle", _within(v, 0.001, 30 * 86400)),
 }
 _FLAGS = {
     "--read-only": "read_only",
     "--remote-read-only": "remote_read_only",
     "--refill": "refill",
     "--finish-before-close": "finish_first",
+    "--resident": "resident",
+    "--resident-serve": "resident_serve",
 }
 _OFF_FLAGS = {"--no-prefetch": "prefetch"}
 
@@ -199,4 +214,14 @@ def parse_args(argv: list[str]) -> Options:
         except (ValueError, CacheError, OSError) as e:
             raise ValueError(f"{name}: {e}") from None
     opts.dir = opts.dir or default_cache_dir()
+    if opts.resident or opts.resident_serve:
+        apart = (
+            ("--remote", opts.remote),
+            ("--refill", opts.refill),
+            ("--attach-fd", opts.attach_fd is not None),
+            ("--finish-before-close", opts.finish_first),
+        )
+        alone = [flag for flag, on in apart if on]
+        if alone:
+            raise ValueError(f"--resident does not work with {' or '.join(alone)}: leave one of them out")
     return opts

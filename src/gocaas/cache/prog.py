@@ -38,11 +38,12 @@ from gocaas.cache.lazyremote import LazyRemote, lazy_remote
 from gocaas.cache.options import USAGE, parse_args
 from gocaas.cache.stats import Stats
 from gocaas.cache.store import CacheError, Store
-from gocaas.cache.wire import ProtocolError, Reader, decode, hit_response, response, unb64
+from gocaas.cache.wire import ProtocolError, Reader, decode, hit_answer, response, unb64
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from gocaas.cache.files import ObjectWriter
+    from gocaas.cache.options import Options
     from gocaas.cache.store import Entry
 
 REMOTE_FETCHERS = 4  # threads asking the remote on local misses (the go command has a few gets in flight)
@@ -78,6 +79,8 @@ class Server:
         self.remote = remote
         self.trace: list[bytes] = []  # actions got or put, in order: the session's trace (prefetch.py)
         self.fetchers = REMOTE_FETCHERS if remote is not None else 0
+        self.resident = False  # served by a resident program (resident_server.py), which shares the store
+        self._corrupt_before = store.corrupt
 
     def serve(self, in_fd: int = 0, out_fd: int = 1) -> int:
         self._out = out_fd
@@ -109,14 +112,15 @@ class Server:
 
     def _settle(self) -> None:
         """Before answering close (the go command may read the stats as soon as it exits)."""
-        self.stats.corrupt = self.store.corrupt
+        self.stats.corrupt = self.store.corrupt - self._corrupt_before
         if self.remote is not None:
             self.stats.remote = self.remote.close(self.trace)
         if self.stats_file:
             store = self.store
             try:
+                extra = {"resident": True} if self.resident else {}
                 self.stats.append_to(self.stats_file, dir=store.root, namespace=self.namespace,
-                                     read_only=store.read_only, refill=self.refill)  # fmt: skip
+                                     read_only=store.read_only, refill=self.refill, **extra)  # fmt: skip
             except OSError as e:
                 sys.stderr.write(f"gocaas cacheprog: cannot write stats to {self.stats_file}: {e}\n")
         if not self.store.read_only and self.store.added:
@@ -189,7 +193,9 @@ class Server:
             data = response(rid, miss=True)
         else:
             entry, path = found
-            data = hit_response(rid, entry.output_id, entry.size, entry.time_ns, path)
+            if not entry.answer:  # kept with the entry: a resident store hands out the same one again
+                entry.answer = hit_answer(entry.output_id, entry.size, entry.time_ns, path)
+            data = b'{"ID":%d' % rid + entry.answer
         with self._lock:
             stats = self.stats
             stats.gets += 1
@@ -329,6 +335,25 @@ def detach_stderr(store_root: str, *, read_only: bool = False) -> None:
     os.close(fd)
 
 
+def _handed_to_resident(opts: Options) -> bool:
+    """--resident: whether a resident program took the go command; if none did, start one for the next."""
+    from gocaas.cache.resident import attach, resident_key, socket_path, spawn
+
+    key = resident_key(opts)
+    path = socket_path(key)
+    if path is None:
+        return False
+    if attach(key, path, opts.stats):
+        return True
+    if opts.read_only:
+        log = os.devnull
+    else:
+        os.makedirs(opts.dir, exist_ok=True)  # noqa: PTH103 - pathlib costs start-up time
+        log = f"{opts.dir}/{LOG_NAME}"
+    spawn(opts, log)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one GOCACHEPROG session on stdin/stdout. Exit status 0; 2 for bad usage; 1 for a fatal error."""
     args = sys.argv[1:] if argv is None else argv
@@ -340,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         sys.stderr.write(f"gocaas cacheprog: {e}\n{USAGE}")
         return 2
+    if opts.resident_serve:
+        from gocaas.cache.resident_server import serve_resident
+
+        return serve_resident(opts)
+    if opts.resident and _handed_to_resident(opts):
+        return 0
     store = Store(
         opts.dir,
         read_only=opts.read_only,
@@ -347,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         min_age_s=opts.min_age,
         verify_limit=opts.verify_limit,
     )
+    if opts.refill and not opts.read_only:
+        store.bump_epoch()  # resident programs forget the entries this session replaces
     remote = lazy_remote(store, opts)
     server = Server(
         store,

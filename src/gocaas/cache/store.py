@@ -7,6 +7,7 @@ Layout under the root (`$GOCAAS_HOME/cache` by default):
                                            [" <signature hex>"] (a server's signed entries, signing.py)
     tmp/                                   files being written, renamed into place when complete
     usage                                  estimated total size in bytes (every gc rewrites it from disk)
+    epoch                                  its mtime: when entries were last removed or replaced (bump_epoch)
 
 Writes go to a temp file in tmp/ (same filesystem) and are renamed into place with os.replace, so readers,
 in this process or any other, see a whole file or none, and a killed writer leaves only a temp file. No
@@ -73,13 +74,14 @@ class Entry:
     """An action entry: the output it names, that output's size, when it was put, and the signature of a
     trusted writer if it has one (signing.py; not part of equality)."""
 
-    __slots__ = ("output_id", "sig", "size", "time_ns")
+    __slots__ = ("answer", "output_id", "sig", "size", "time_ns")
 
     def __init__(self, output_id: bytes, size: int, time_ns: int, sig: bytes = b"") -> None:
         self.output_id = output_id
         self.size = size
         self.time_ns = time_ns
         self.sig = sig
+        self.answer = b""  # the GOCACHEPROG get answer for it, once made (prog.Server._answer_get)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Entry):
@@ -139,6 +141,7 @@ class Store:
         self.actions_dir = os.path.join(self.root, "actions")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.usage_file = os.path.join(self.root, "usage")
+        self.epoch_file = os.path.join(self.root, "epoch")
         self.added = 0  # bytes of new files this process wrote and has not yet added to the usage estimate
         self.over_budget = False  # set when the usage estimate passed max_size; the owner runs gc
         self.corrupt = 0  # entries or objects found bad (and removed unless read-only) by get
@@ -297,6 +300,21 @@ class Store:
             os.close(fd)
         place(tmp, apath)
         return entry
+
+    def epoch(self) -> int:
+        """When something last removed or replaced entries behind readers' backs (0: never)."""
+        try:
+            return os.stat(self.epoch_file).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def bump_epoch(self) -> None:
+        """Say that entries were removed or replaced: resident programs forget what they hold
+        (resident_server.py). A gc, verify, clear or refill that changed something calls this."""
+        os.makedirs(self.root, exist_ok=True)
+        os.close(os.open(self.epoch_file, os.O_WRONLY | os.O_CREAT, 0o644))
+        now = time.time_ns()
+        os.utime(self.epoch_file, ns=(now, max(now, self.epoch() + 1)))
 
     # -- internals
     def _writable(self) -> None:

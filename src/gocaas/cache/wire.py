@@ -127,14 +127,19 @@ def response(
     return "".join(parts).encode()
 
 
-def hit_response(rid: int, output_id: bytes, size: int, time_ns: int, disk_path: str) -> bytes:
-    """`response` for a get hit, the line a warm go command asks for ~1,000 times: one format, no branches
-    on fields that a hit always has."""
+def hit_answer(output_id: bytes, size: int, time_ns: int, disk_path: str) -> bytes:
+    """A get hit's response after its ID (`b'{"ID":%d' % rid + hit_answer(...)`): the line a warm go command
+    asks for ~1,000 times, in one format with no branches on fields a hit always has, and the same for
+    every request for that entry."""
     size_field = f',"Size":{size}' if size else ""
     return (
-        f'{{"ID":{rid},"OutputID":"{b64(output_id)}"{size_field},"Time":"{rfc3339(time_ns)}",'
-        f'"DiskPath":{quote(disk_path)}}}\n'
+        f',"OutputID":"{b64(output_id)}"{size_field},"Time":"{rfc3339(time_ns)}","DiskPath":{quote(disk_path)}}}\n'
     ).encode()
+
+
+def hit_response(rid: int, output_id: bytes, size: int, time_ns: int, disk_path: str) -> bytes:
+    """`response` for a get hit."""
+    return b'{"ID":%d' % rid + hit_answer(output_id, size, time_ns, disk_path)
 
 
 class Reader:

@@ -10,23 +10,20 @@ stdio) is handed over with each command instead. Stdlib only: this runs before a
 
 from __future__ import annotations
 
-import hashlib
 import os
-import resource
 import stat
 import sys
-from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MODE_ENV = "GOCAAS_DAEMON"  # auto (default) | on | off
 IDLE_ENV = "GOCAAS_DAEMON_IDLE"  # seconds a daemon waits for work before it exits
 DEFAULT_IDLE = 900.0
 MODES = ("auto", "on", "off")
 
-_LIMITS = tuple(
-    getattr(resource, name)
-    for name in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CPU")
-    if hasattr(resource, name)
-)
+_LIMITS = ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CPU")
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 
 
@@ -97,12 +94,18 @@ def code_digest() -> str:
     """The installed code: sys.path's directories (their mtimes change when packages are installed) and
     every gocaas source file. sys.path[0] is left out: it is the script's directory for the console
     script and the working directory for `python -m`."""
+    import hashlib  # here, not at the top: runtime_dir's users (cache.resident) start with every go command
+
     parts = ([(entry, _mtime(entry)) for entry in sys.path[1:]], package_state(package_root()))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
 
 
 def fingerprint() -> str:
     """This process's fingerprint (module docstring)."""
+    import hashlib
+    import resource
+
+    limits = [resource.getrlimit(getattr(resource, name)) for name in _LIMITS if hasattr(resource, name)]
     parts = (
         sys.executable,
         sys.version,
@@ -115,7 +118,7 @@ def fingerprint() -> str:
         sorted(os.getgroups()),
         sorted(os.sched_getaffinity(0)),
         _read("/proc/self/cgroup"),
-        [resource.getrlimit(limit) for limit in _LIMITS],
+        limits,
         os.getpriority(os.PRIO_PROCESS, 0),  # `nice gocaas build` must not run at the daemon's priority
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("PYTHON", "LC_")) or k == "LANG"),
     )

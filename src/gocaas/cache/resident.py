@@ -1,0 +1,106 @@
+"""`cacheprog --resident`: hand the go command to a cache program that outlives it.
+
+A go command starts its GOCACHEPROG program and waits for it; a warm `go build std` then asks it ~1,000 gets,
+one round trip each. A program started for each go command pays Python's start and reads every entry from
+disk (33 µs a get here, against 11 µs from memory). With --resident, the program the go command starts only
+looks for a resident program serving the same store with the same options, hands it its stdin, stdout and
+stderr (SCM_RIGHTS, as handoff.py does for sandboxes) and exits; the resident one serves the go command on
+them directly, from the entries it holds in memory (resident_server.py). If none answers, this one starts
+one in the background for the next go command and serves this go command itself, as without --resident.
+
+Where: a socket in the user's private runtime directory (daemon.identity.runtime_dir, the one the gocaas
+daemon uses), named after a digest of what the program would be: the interpreter, this package's cache code
+(sizes and mtimes, so an upgrade starts a new one), the store's path and every option. The resident program
+compares the whole key, not only the name, before it takes a go command.
+
+Lean like prog.py (this runs for every go command): os, _socket and zlib only.
+"""
+
+# ruff: noqa: PTH100, PTH116, PTH118, PTH120, PTH208 - os calls: pathlib costs start-up time
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gocaas.cache.options import Options
+
+FDS = (0, 1, 2)
+ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
+HELLO = b"gocaas-resident 1\n"
+ATTACH_TIMEOUT_S = 5.0  # the resident program acks at once; a hung one must not hang the go command
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
+
+
+def resident_key(opts: Options) -> str:
+    """Everything that must match for a resident program to serve this go command."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = []
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            st = os.stat(f"{here}/{name}")
+            code.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join([
+        sys.executable, sys.version, ",".join(code), os.path.realpath(opts.dir), opts.namespace,
+        f"ro={opts.read_only} workers={opts.workers} max={opts.max_size} min_age={opts.min_age!r} "
+        f"verify={opts.verify_limit}",
+    ])  # fmt: skip
+
+
+def socket_path(key: str, environ: dict[str, str] | None = None) -> str | None:
+    """The resident program's socket for key, or None when there is no private directory for it."""
+    from zlib import adler32, crc32
+
+    from gocaas.daemon.identity import runtime_dir
+
+    directory = runtime_dir(os.environ if environ is None else environ)
+    if directory is None:
+        return None
+    data = key.encode()
+    return f"{directory}/cp-{crc32(data):08x}{adler32(data):08x}.sock"
+
+
+def attach(key: str, path: str, stats_file: str) -> bool:
+    """Hand this process's stdin, stdout and stderr to the resident program at path; whether it took them
+    (then this process only exits). False when none listens there or it refused (another key, shutting
+    down): serve the go command here."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(ATTACH_TIMEOUT_S)
+        sock.connect(path)
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in FDS)
+        payload = HELLO + key.encode() + b"\0" + os.fsencode(stats_file)
+        sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        sock.shutdown(_socket.SHUT_WR)
+        return sock.recv(1) == ACK
+    except OSError:  # none there (ENOENT, ECONNREFUSED), gone meanwhile, or too slow
+        return False
+    finally:
+        sock.close()
+
+
+def spawn(opts: Options, log: str) -> None:
+    """Start a resident program for opts in the background, in a session of its own (the go command kills
+    the program it started; this one must outlive it), quiet but for log. Best effort: on failure, every
+    go command serves itself, as without --resident."""
+    argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
+    argv += ["--namespace", opts.namespace, "--workers", str(opts.workers)]
+    argv += ["--max-size", str(opts.max_size or 0)]
+    argv += ["--min-age", repr(opts.min_age), "--verify-limit", str(opts.verify_limit)]
+    argv += ["--resident-idle", repr(opts.resident_idle), "--resident-serve"]
+    if opts.read_only:
+        argv.append("--read-only")
+    env = {k: v for k, v in os.environ.items() if k in ("TMPDIR", "HOME", "XDG_RUNTIME_DIR", "LANG")}
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+    ]
+    try:
+        os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
+    except OSError as e:
+        sys.stderr.write(f"gocaas cacheprog: cannot start a resident cache program: {e}\n")

@@ -1,0 +1,209 @@
+"""The resident cache program (`cacheprog --resident-serve`, started by resident.spawn): one process per
+store and options, serving every go command that hands itself over (resident.py), each on a thread of its
+own, all from one store that keeps the entries it has read or written in memory.
+
+Why memory is safe here:
+- The go command checks what it is handed: it stats the object and compares its size (GetFile), and
+  treats a missing or short file as a miss, then puts it again (which updates the memory).
+- Entries are remembered for MEMO_TTL_S at most, then read from disk again, which also refreshes their
+  mtime for the LRU gc as every hit does (store.py).
+- What changes entries behind our back bumps the store's epoch (Store.bump_epoch): a gc that removed files,
+  `cache verify` or `cache clear` that removed entries, a `--refill` session replacing damaged ones. Each
+  go command's session starts by checking it, and a new epoch forgets everything.
+
+It exits after --resident-idle seconds without a go command (default options.RESIDENT_IDLE_S), when its
+store's directory is gone, or when its socket is (removed or replaced: nobody can reach it any more); one
+flock per socket keeps a second one from starting beside it.
+"""
+
+# ruff: noqa: PTH108, PTH112, PTH116 - str paths and os calls, as in the rest of the package
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+
+from gocaas.cache.files import lock_file, unlink, unlock_file
+from gocaas.cache.prog import Server
+from gocaas.cache.resident import ACK, FDS, HELLO, resident_key, socket_path
+from gocaas.cache.store import TOUCH_INTERVAL_S, Entry, Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gocaas.cache.options import Options
+
+MEMO_TTL_S = TOUCH_INTERVAL_S / 2
+MEMO_MAX = 1 << 20  # entries (~200 bytes each); past it the memory starts again
+POLL_S = 1.0  # how often an idle program checks its idle time and its store
+RECEIVE_TIMEOUT_S = 2.0  # resident.attach sends at once, right after it connects
+
+
+class ResidentStore(Store):
+    """A Store that remembers the entries it found or wrote (module docstring says why that is safe)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._memo: dict[tuple[str, bytes], tuple[Entry, str, float]] = {}
+        self._epoch = self.epoch()
+
+    def refresh(self) -> None:
+        """At the start of a session: forget everything if the store's epoch moved."""
+        epoch = self.epoch()
+        if epoch != self._epoch:
+            self._memo.clear()
+            self._epoch = epoch
+
+    def lookup(self, namespace: str, action_id: bytes) -> tuple[Entry, str] | None:
+        key = (namespace, action_id)
+        held = self._memo.get(key)
+        now = time.monotonic()
+        if held is not None and held[2] > now:
+            return held[0], held[1]
+        found = super().lookup(namespace, action_id)
+        if found is None:
+            self._memo.pop(key, None)
+        else:
+            self._remember(key, found[0], found[1], now)
+        return found
+
+    def put_entry(
+        self,
+        namespace: str,
+        action_id: bytes,
+        output_id: bytes,
+        size: int,
+        time_ns: int | None = None,
+        sig: bytes = b"",
+    ) -> Entry:
+        entry = super().put_entry(namespace, action_id, output_id, size, time_ns, sig)
+        self._remember((namespace, action_id), entry, self.path(output_id), time.monotonic())
+        return entry
+
+    def _remember(self, key: tuple[str, bytes], entry: Entry, path: str, now: float) -> None:
+        if len(self._memo) >= MEMO_MAX:
+            self._memo.clear()
+        self._memo[key] = (entry, path, now + MEMO_TTL_S)
+
+
+class Resident:
+    """The accept loop and its sessions."""
+
+    def __init__(self, opts: Options, listener: socket.socket, path: str) -> None:
+        self.opts = opts
+        self.path = path
+        self.inode = os.stat(path).st_ino
+        self.key = resident_key(opts).encode()
+        self.listener = listener
+        self.store = ResidentStore(
+            opts.dir,
+            read_only=opts.read_only,
+            max_size=opts.max_size,
+            min_age_s=opts.min_age,
+            verify_limit=opts.verify_limit,
+        )
+        self.active = 0
+        self.last_active = time.monotonic()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        self.listener.settimeout(POLL_S)
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                if self._should_exit():
+                    return
+                continue
+            with conn:
+                self._take(conn)
+
+    def _should_exit(self) -> bool:
+        with self._lock:
+            idle = self.active == 0 and time.monotonic() - self.last_active > self.opts.resident_idle
+        if idle or not os.path.isdir(self.store.root):
+            return True
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except FileNotFoundError:
+            return True
+
+    def _take(self, conn: socket.socket) -> None:
+        """Receive one go command's pipes; ack and serve them if the key matches, else drop them."""
+        conn.settimeout(RECEIVE_TIMEOUT_S)
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(FDS))
+        except OSError:
+            return
+        head, _, rest = data.partition(b"\n")
+        key, _, stats_file = rest.partition(b"\0")
+        if head + b"\n" != HELLO or key != self.key or len(fds) != len(FDS):
+            for fd in fds:
+                os.close(fd)
+            return
+        try:
+            conn.sendall(ACK)
+        except OSError:  # it gave up waiting and serves the go command itself
+            for fd in fds:
+                os.close(fd)
+            return
+        with self._lock:
+            self.active += 1
+        threading.Thread(target=self._session, args=(fds, os.fsdecode(stats_file)), daemon=True).start()
+
+    def _session(self, fds: list[int], stats_file: str) -> None:
+        server = Server(self.store, self.opts.namespace, workers=self.opts.workers, stats_file=stats_file)
+        server.resident = True
+        try:
+            self.store.refresh()
+            server.serve(fds[0], fds[1])
+        except Exception as e:  # the go command sees its pipe close and says so; the others go on
+            _say(f"session ended: {type(e).__name__}: {e}")
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        try:
+            server.finish()  # a due gc
+        except Exception as e:
+            _say(f"after a session: {type(e).__name__}: {e}")
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.last_active = time.monotonic()
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"gocaas cacheprog (resident {os.getpid()}): {message}\n")
+    sys.stderr.flush()
+
+
+def serve_resident(opts: Options) -> int:
+    """Serve go commands handed over at opts' socket until idle. 0 also when another one serves there."""
+    key = resident_key(opts)
+    path = socket_path(key)
+    if path is None:
+        _say("no private runtime directory for the socket")
+        return 1
+    lock = lock_file(path + ".lock", wait=False)
+    if lock is None:
+        return 0  # another one started first
+    os.chdir("/")  # not the first go command's module directory, which it would keep busy for its life
+    try:
+        with socket.socket(socket.AF_UNIX) as listener:
+            unlink(path)  # left by one that was killed: we hold the lock, so nobody else is using it
+            listener.bind(path)
+            listener.listen(64)
+            resident = Resident(opts, listener, path)
+            try:
+                resident.run()
+            finally:
+                with contextlib.suppress(OSError):  # unless replaced: remove ours before the lock goes
+                    if os.stat(path).st_ino == resident.inode:
+                        os.unlink(path)
+    finally:
+        unlock_file(lock)
+    return 0
