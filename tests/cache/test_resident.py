@@ -17,9 +17,10 @@ from gocaas.cache import Store, cacheprog_command
 from gocaas.cache.maintenance import gc, verify
 from gocaas.cache.options import parse_args
 from gocaas.cache.resident import attach, resident_key, socket_path
-from gocaas.cache.resident_server import ResidentStore
+from gocaas.cache.resident_server import ResidentStore, running, stop
 from tests.cache.conftest import HELLO, Session, go, go_env, python_env, read_stats, sha
 from tests.cache.test_go import _snapshot
+from tests.conftest import CliFn
 
 IDLE = "4"  # seconds: the residents these tests start go away soon after
 
@@ -270,3 +271,39 @@ def test_resident_refuses_the_options_it_cannot_serve(tmp_path: Path, other: str
     assert proc.returncode == 2
     assert f"--resident does not work with {other.split('=')[0]}" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_residents_are_listed_and_stopped_after_their_go_commands(
+    tmp_path: Path, warm_store: Path, runtime: Path, cli: CliFn
+) -> None:
+    env = _resident_env(tmp_path, warm_store, runtime)
+    _hello(tmp_path, env, "prime")
+    sock = _socket(warm_store, runtime)
+    _wait_for(lambda: _listening(sock), "the resident program")
+    listed = cli("cache", "residents", env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert listed.returncode == 0, listed.stderr
+    (resident,) = running(str(runtime / "gocaas"))
+    assert resident.store == str(warm_store.resolve()) and resident.namespace == "default"
+    assert str(resident.pid) in listed.stdout and "read-write" in listed.stdout
+
+    # A go command in the middle of its session, spoken for by hand: the program go would start hands
+    # our pipes over, and the resident program answers on them.
+    code = "import sys; from gocaas.cache.resident import attach; sys.exit(0 if attach(*sys.argv[1:]) else 3)"
+    key = resident_key(parse_args(["--dir", str(warm_store)]))
+    go_side = subprocess.Popen(
+        [sys.executable, "-c", code, key, str(sock), ""],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=python_env(),
+    )
+    assert go_side.wait(timeout=30) == 0
+    assert go_side.stdout is not None and go_side.stdin is not None
+    assert b"KnownCommands" in go_side.stdout.readline()
+    assert stop(resident, timeout=1.5) is False, "it serves a go command: that one finishes first"
+    go_side.stdin.write(b'{"ID":1,"Command":"close"}\n\n')
+    go_side.stdin.flush()
+    assert go_side.stdout.readline().strip() == b'{"ID":1}'
+    _wait_for(lambda: stop(resident, timeout=0.1), "the resident program to end after its last go command")
+    assert running(str(runtime / "gocaas")) == []
+    after = cli("cache", "residents", env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert "no resident cache programs" in after.stdout

@@ -16,7 +16,7 @@ store's directory is gone, or when its socket is (removed or replaced: nobody ca
 flock per socket keeps a second one from starting beside it.
 """
 
-# ruff: noqa: PTH108, PTH112, PTH116 - str paths and os calls, as in the rest of the package
+# ruff: noqa: PTH108, PTH112, PTH116, PTH120, PTH123, PTH208 - str paths and os calls, as in the rest of the package
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from gocaas.cache.files import lock_file, unlink, unlock_file
+from gocaas.cache.files import lock_file, mktemp, place, unlink, unlock_file, write_all
 from gocaas.cache.prog import Server
 from gocaas.cache.resident import ACK, FDS, HELLO, resident_key, socket_path
 from gocaas.cache.store import TOUCH_INTERVAL_S, Entry, Store
@@ -122,8 +122,12 @@ class Resident:
                 self._take(conn)
 
     def _should_exit(self) -> bool:
+        """Idle too long, or unreachable (socket removed or replaced, store gone); never while a go command
+        is being served: it finishes first."""
         with self._lock:
-            idle = self.active == 0 and time.monotonic() - self.last_active > self.opts.resident_idle
+            if self.active:
+                return False
+            idle = time.monotonic() - self.last_active > self.opts.resident_idle
         if idle or not os.path.isdir(self.store.root):
             return True
         try:
@@ -198,12 +202,71 @@ def serve_resident(opts: Options) -> int:
             listener.bind(path)
             listener.listen(64)
             resident = Resident(opts, listener, path)
+            _describe(path, opts)
             try:
                 resident.run()
             finally:
                 with contextlib.suppress(OSError):  # unless replaced: remove ours before the lock goes
                     if os.stat(path).st_ino == resident.inode:
                         os.unlink(path)
+                unlink(path + INFO)
     finally:
         unlock_file(lock)
     return 0
+
+
+INFO = ".info"  # next to the socket: what `gocaas cache residents` shows
+
+
+class ResidentInfo:
+    """A running resident program, as its info file and lock say."""
+
+    __slots__ = ("namespace", "pid", "read_only", "socket", "started", "store")
+
+    def __init__(self, socket_path: str, lines: list[str]) -> None:
+        self.socket = socket_path
+        self.pid, self.store, self.namespace = int(lines[0]), lines[1], lines[2]
+        self.read_only, self.started = lines[3] == "read-only", float(lines[4])
+
+
+def _describe(path: str, opts: Options) -> None:
+    mode = "read-only" if opts.read_only else "read-write"
+    text = f"{os.getpid()}\n{opts.dir}\n{opts.namespace}\n{mode}\n{time.time():.3f}\n"
+    fd, tmp = mktemp(os.path.dirname(path), ".info-")
+    try:
+        write_all(fd, text.encode())
+    finally:
+        os.close(fd)
+    place(tmp, path + INFO)
+
+
+def running(directory: str) -> list[ResidentInfo]:
+    """The resident programs serving from the runtime directory (their lock held, their socket there)."""
+    found = []
+    for name in sorted(os.listdir(directory)):
+        if not (name.startswith("cp-") and name.endswith(".sock")):
+            continue
+        path = f"{directory}/{name}"
+        fd = lock_file(path + ".lock", wait=False)
+        if fd is not None:  # nobody holds it: a leftover
+            unlock_file(fd)
+            continue
+        try:
+            with open(path + INFO, encoding="utf-8") as info:
+                found.append(ResidentInfo(path, info.read().split("\n")))
+        except (OSError, ValueError, IndexError):
+            continue  # starting, or not one of ours
+    return found
+
+
+def stop(resident: ResidentInfo, timeout: float = 5.0) -> bool:
+    """Remove its socket, which it notices within POLL_S and ends after its sessions; whether it ended."""
+    unlink(resident.socket)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fd = lock_file(resident.socket + ".lock", wait=False)
+        if fd is not None:
+            unlock_file(fd)
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,5 +1,5 @@
-"""`gocaas cache stats|gc|verify|clear|keygen|explain|serve`, and `gocaas cacheprog` (the GOCACHEPROG
-program by hand)."""
+"""`gocaas cache stats|gc|verify|clear|residents|keygen|explain|serve`, and `gocaas cacheprog` (the
+GOCACHEPROG program by hand)."""
 
 from __future__ import annotations
 
@@ -187,6 +187,32 @@ def cache_clear(
         remove_tree(str(results_dir), str(results_dir.with_name(f".cleared-{name}-{os.getpid()}")))
         message += f", and the result cache {results_dir}"
     Console().print(message, highlight=False)
+
+
+@cache_app.command("residents")
+def cache_residents(
+    stop: Annotated[
+        bool, typer.Option("--stop", help="End them (each finishes the go commands it serves).")
+    ] = False,
+) -> None:
+    """The resident cache programs (`cacheprog --resident`) this user runs: pid, store, namespace, since."""
+    import time
+
+    from gocaas.cache import resident_server
+    from gocaas.daemon.identity import runtime_dir
+
+    directory = runtime_dir(os.environ)
+    found = resident_server.running(directory) if directory is not None else []
+    if not found:
+        Console().print("no resident cache programs", highlight=False)
+        return
+    table = Table("pid", "store", "namespace", "mode", "running for", "state" if stop else "socket")
+    for resident in found:
+        age = f"{(time.time() - resident.started) / 60:.0f} min"
+        mode = "read-only" if resident.read_only else "read-write"
+        last = ("ended" if resident_server.stop(resident) else "still ending") if stop else resident.socket
+        table.add_row(str(resident.pid), resident.store, resident.namespace, mode, age, last)
+    Console().print(table)
 
 
 @cache_app.command("keygen")
