@@ -70,18 +70,8 @@ class ResidentStore(Store):
             self._remember(key, found[0], found[1], now)
         return found
 
-    def put_entry(
-        self,
-        namespace: str,
-        action_id: bytes,
-        output_id: bytes,
-        size: int,
-        time_ns: int | None = None,
-        sig: bytes = b"",
-    ) -> Entry:
-        entry = super().put_entry(namespace, action_id, output_id, size, time_ns, sig)
-        self._remember((namespace, action_id), entry, self.path(output_id), time.monotonic())
-        return entry
+    def written(self, namespace: str, action_id: bytes, entry: Entry, path: str) -> None:
+        self._remember((namespace, action_id), entry, path, time.monotonic())
 
     def _remember(self, key: tuple[str, bytes], entry: Entry, path: str, now: float) -> None:
         if len(self._memo) >= MEMO_MAX:

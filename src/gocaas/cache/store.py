@@ -299,7 +299,11 @@ class Store:
         finally:
             os.close(fd)
         place(tmp, apath)
+        self.written(namespace, action_id, entry, self._object_path(output_id.hex()))
         return entry
+
+    def written(self, namespace: str, action_id: bytes, entry: Entry, path: str) -> None:
+        """After put_entry: for a store that remembers entries (resident_server.ResidentStore)."""
 
     def epoch(self) -> int:
         """When something last removed or replaced entries behind readers' backs (0: never)."""
