@@ -46,9 +46,16 @@ def settings(tmp_path_factory: pytest.TempPathFactory, proxy: Path) -> Settings:
     """The shared data directory: its GOCACHE stays warm for the whole session."""
     home = tmp_path_factory.mktemp("gocaas-home")
     # Most tests are about what go does, so identical builds are not answered from the result cache here;
-    # the tests of the result cache turn it on in their own data directory.
+    # the tests of the result cache turn it on in their own data directory. Likewise no resident cache
+    # program (it would outlive the test, and tests that damage the store behind its back expect go to see
+    # it): tests/pipeline/test_resident_builds.py turns it on.
     return Settings(
-        home=home, goproxy=file_proxy_url(proxy), gosumdb="off", reuse_results=False, **FAST_RETRIES
+        home=home,
+        goproxy=file_proxy_url(proxy),
+        gosumdb="off",
+        reuse_results=False,
+        cache_resident="off",
+        **FAST_RETRIES,
     )
 
 

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     cacheprog: bool = True
     cache_namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     cache_read_only: bool = False
+    # A resident cache program per store and options (gocaas.cache.resident) serves the go commands from the
+    # entries it holds in memory; `auto` runs one except on CI (CI=true), where one left behind would only
+    # be killed by the runner. It ends after cache_resident_idle seconds without a go command.
+    cache_resident: Literal["auto", "on", "off"] = "auto"
+    cache_resident_idle: float = Field(default=900.0, gt=0, le=30 * 86400)
     # A remote tier behind the local disk (`gocaas cache serve` on another machine).
     cache_remote_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     cache_remote_token: SecretStr | None = None

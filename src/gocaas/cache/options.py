@@ -18,7 +18,7 @@ from gocaas.cache.store import (
 USAGE = """usage: gocaas cacheprog [--dir DIR] [--namespace NS] [--read-only] [--workers N]
                         [--max-size SIZE] [--verify-limit SIZE] [--stats FILE] [--refill]
                         [--finish-before-close] [--attach-fd N [--parent PID]]
-                        [--resident [--resident-idle S]]
+                        [--resident [--resident-idle S] [--runtime-dir DIR]]
                         [--remote URL [--token T | --token-file F] [--remote-timeout S]
                          [--remote-read-only] [--flush-timeout S] [--no-prefetch]
                          [--signing-key-file F] [--verify-key HEX ...]]
@@ -48,10 +48,13 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
                       parent process we see at start)
   --resident          hand the go command to a resident cache program for the same store and options,
                       which keeps the entries it read in memory (resident.py); without one, serve it
-                      here and start one in the background for the next go command. Not with --remote,
-                      --refill, --attach-fd or --finish-before-close
+                      here and start one in the background for the next go command. With --attach-fd,
+                      hand over what came from the socket. Not with --remote, --refill or
+                      --finish-before-close
   --resident-idle S   a resident program started now exits after S seconds without a go command
                       (default 900)
+  --runtime-dir DIR   where resident programs' sockets are: a directory only this user can use (made
+                      0700 if missing; default $XDG_RUNTIME_DIR/gocaas, else $TMPDIR/gocaas-UID)
   --remote URL        a `gocaas cache serve` behind the local store: local misses are asked there (and
                       fill the local store), puts are uploaded in the background (see remote.py)
   --token T           its bearer token (default $GOCAAS_CACHE_TOKEN; --token-file F reads it from F)
@@ -76,8 +79,8 @@ class Options:
     __slots__ = (
         "attach_fd", "attach_parent", "dir", "finish_first", "flush_timeout", "max_size", "min_age",
         "namespace", "prefetch", "read_only", "refill", "remote", "remote_read_only", "remote_timeout",
-        "resident", "resident_idle", "resident_serve", "signing_key_file", "stats", "token", "verify_keys",
-        "verify_limit", "workers",
+        "resident", "resident_idle", "resident_serve", "runtime_dir", "signing_key_file", "stats", "token",
+        "verify_keys", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -89,6 +92,7 @@ class Options:
         self.resident = False
         self.resident_serve = False  # internal: be the resident program (resident.spawn starts it so)
         self.resident_idle = RESIDENT_IDLE_S
+        self.runtime_dir = ""
         self.attach_fd: int | None = None
         self.attach_parent: int | None = None
         self.workers = 0
@@ -137,6 +141,7 @@ _SETTERS = {
     "--verify-key": lambda o, v: o.verify_keys.append(_public_key(v)),
     "--attach-fd": lambda o, v: setattr(o, "attach_fd", _whole(v, 1 << 20)),
     "--parent": lambda o, v: setattr(o, "attach_parent", _whole(v, 1 << 22)),
+    "--runtime-dir": lambda o, v: setattr(o, "runtime_dir", _absolute(v)),
     "--resident-idle": lambda o, v: setattr(o, "resident_idle", _within(v, 0.001, 30 * 86400)),
 }
 _FLAGS = {
@@ -154,6 +159,12 @@ def _check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"want an http:// or https:// URL, got {url!r}")
     return url
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"want an absolute path, got {path!r}")
+    return path
 
 
 def _readable(path: str) -> str:
@@ -218,7 +229,6 @@ def parse_args(argv: list[str]) -> Options:
         apart = (
             ("--remote", opts.remote),
             ("--refill", opts.refill),
-            ("--attach-fd", opts.attach_fd is not None),
             ("--finish-before-close", opts.finish_first),
         )
         alone = [flag for flag, on in apart if on]

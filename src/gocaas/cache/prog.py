@@ -340,7 +340,7 @@ def _handed_to_resident(opts: Options) -> bool:
     from gocaas.cache.resident import attach, resident_key, socket_path, spawn
 
     key = resident_key(opts)
-    path = socket_path(key)
+    path = socket_path(key, opts.runtime_dir)
     if path is None:
         return False
     if attach(key, path, opts.stats):
@@ -369,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         from gocaas.cache.resident_server import serve_resident
 
         return serve_resident(opts)
+    if opts.attach_fd is not None:
+        from gocaas.cache.handoff import receive
+
+        try:
+            if not receive(opts.attach_fd, opts.attach_parent):
+                return 0  # the go command never asked
+        except OSError as e:
+            sys.stderr.write(f"gocaas cacheprog: --attach-fd {opts.attach_fd}: {e}\n")
+            return 1
     if opts.resident and _handed_to_resident(opts):
         return 0
     store = Store(
@@ -390,15 +399,6 @@ def main(argv: list[str] | None = None) -> int:
         refill=opts.refill,
         finish_first=opts.finish_first,
     )
-    if opts.attach_fd is not None:
-        from gocaas.cache.handoff import receive
-
-        try:
-            if not receive(opts.attach_fd, opts.attach_parent):
-                return 0  # the go command never asked
-        except OSError as e:
-            sys.stderr.write(f"gocaas cacheprog: --attach-fd {opts.attach_fd}: {e}\n")
-            return 1
     status = 0
     try:
         server.serve(0, 1)

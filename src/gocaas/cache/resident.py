@@ -49,15 +49,21 @@ def resident_key(opts: Options) -> str:
     ])  # fmt: skip
 
 
-def socket_path(key: str, environ: dict[str, str] | None = None) -> str | None:
-    """The resident program's socket for key, or None when there is no private directory for it."""
+def socket_path(key: str, directory: str = "", environ: dict[str, str] | None = None) -> str | None:
+    """The resident program's socket for key: in directory (--runtime-dir), else in the user's runtime
+    directory; None when that is not a private directory of this user's."""
     from zlib import adler32, crc32
 
-    from gocaas.daemon.identity import runtime_dir
+    from gocaas.daemon.identity import private_dir, runtime_dir
 
-    directory = runtime_dir(os.environ if environ is None else environ)
-    if directory is None:
-        return None
+    if directory:
+        if not private_dir(directory):
+            return None
+    else:
+        found = runtime_dir(os.environ if environ is None else environ)
+        if found is None:
+            return None
+        directory = found
     data = key.encode()
     return f"{directory}/cp-{crc32(data):08x}{adler32(data):08x}.sock"
 
@@ -92,6 +98,8 @@ def spawn(opts: Options, log: str) -> None:
     argv += ["--max-size", str(opts.max_size or 0)]
     argv += ["--min-age", repr(opts.min_age), "--verify-limit", str(opts.verify_limit)]
     argv += ["--resident-idle", repr(opts.resident_idle), "--resident-serve"]
+    if opts.runtime_dir:
+        argv += ["--runtime-dir", opts.runtime_dir]
     if opts.read_only:
         argv.append("--read-only")
     env = {k: v for k, v in os.environ.items() if k in ("TMPDIR", "HOME", "XDG_RUNTIME_DIR", "LANG")}

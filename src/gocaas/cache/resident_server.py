@@ -178,7 +178,7 @@ def _say(message: str) -> None:
 def serve_resident(opts: Options) -> int:
     """Serve go commands handed over at opts' socket until idle. 0 also when another one serves there."""
     key = resident_key(opts)
-    path = socket_path(key)
+    path = socket_path(key, opts.runtime_dir)
     if path is None:
         _say("no private runtime directory for the socket")
         return 1

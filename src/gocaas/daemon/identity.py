@@ -162,17 +162,23 @@ def runtime_dir(env: Mapping[str, str]) -> str | None:
     for path in candidates:
         if len(path) + 40 > _MAX_SOCKET_PATH:
             continue
-        try:
-            os.mkdir(path, 0o700)  # noqa: PTH102
-        except FileExistsError:
-            pass
-        except OSError:
+        private = private_dir(path)
+        if private is None:
             continue
-        info = os.lstat(path)
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
-            return path
-        return None  # someone else's, or open to others: never listen or connect there
+        return path if private else None  # someone else's, or open to others: never listen or connect there
     return None
+
+
+def private_dir(path: str) -> bool | None:
+    """Whether path is a directory only this user can use, made (0700) if missing; None if it cannot be."""
+    try:
+        os.mkdir(path, 0o700)  # noqa: PTH102
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    info = os.lstat(path)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 class DaemonPaths:

@@ -22,6 +22,7 @@ from gocaas.go.version import GoVersion
 from gocaas.pipeline.cachedamage import cacheprog_failure, damage_in, go_messages
 from gocaas.pipeline.classify import classify
 from gocaas.pipeline.stage import BuildContext
+from gocaas.settings import Settings
 from gocaas.source import Workspace
 from gocaas.spec import BuildOptions, Target
 
@@ -87,12 +88,26 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
             extra += ["--signing-key-file", str(settings.cache_remote_signing_key_file)]
         for key in settings.cache_remote_verify_keys:
             extra += ["--verify-key", key]
+    elif runtime := resident_runtime_dir(settings):
+        extra += ["--resident", "--runtime-dir", runtime]
+        extra += ["--resident-idle", str(settings.cache_resident_idle)]
     return cacheprog_argv(
         settings.cache_dir,
         namespace=settings.cache_namespace,
         read_only=settings.cache_read_only,
         extra=extra,
     )
+
+
+def resident_runtime_dir(settings: Settings) -> str | None:
+    """Where the resident cache program's socket goes, when the settings want one (cache_resident)."""
+    from gocaas.daemon.identity import runtime_dir
+
+    wanted = settings.cache_resident
+    on_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    if wanted == "off" or (wanted == "auto" and on_ci):
+        return None
+    return runtime_dir(os.environ)
 
 
 def _cacheprog_usable(ctx: BuildContext, toolchain: Toolchain) -> bool:

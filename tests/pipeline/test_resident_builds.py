@@ -1,0 +1,72 @@
+"""gocaas builds with cache_resident on: their go commands, in the sandbox or not, are served by one resident
+cache program (gocaas.cache.resident) over the shared store."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gocaas.cache.resident_server import running, stop
+from gocaas.report.model import BuildReport
+from gocaas.settings import Settings
+from gocaas.stages.gocmd import resident_runtime_dir
+from tests.conftest import EXAMPLES, BuildFn
+from tests.pipeline.test_cache_damage import binaries, healthy, stats_of  # noqa: F401 - healthy: a fixture
+from tests.pipeline.test_sandbox import bwrap, worker  # noqa: F401 - bwrap: a fixture
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private runtime directory for this test's resident program, ended with it."""
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: a socket's path has at most 107 bytes
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    yield path
+    for resident in running(str(path / "gocaas")):
+        stop(resident)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_a_resident_program_serves_the_builds_go_commands(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    healthy: BuildReport,  # noqa: F811
+    runtime: Path,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sandbox: str,
+) -> None:
+    if sandbox == "on":
+        request.getfixturevalue("bwrap")
+    resident = worker(fresh_settings, settings, sandbox=sandbox, cache_resident="on", cache_resident_idle=30)
+    reports = [build(EXAMPLES / "hello", settings_=resident, out=tmp_path / f"out{n}") for n in range(2)]
+    for report in reports:
+        assert report.failure is None, report.failure
+        assert report.sandboxed is (sandbox == "on")
+        assert binaries(report) == binaries(healthy)
+
+    (program,) = running(str(runtime / "gocaas"))
+    assert Path(program.store) == settings.cache_dir.resolve()
+    later = stats_of(resident, reports[1])
+    assert later and all(line.get("resident") is True for line in later), later
+    assert {line["pid"] for line in later} == {program.pid}
+    assert sum(int(line["hits"]) for line in later) > 100, "the store was warm"
+
+
+def test_the_setting_decides_whether_a_resident_program_runs(
+    settings: Settings, runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on = settings.model_copy(update={"cache_resident": "on"})
+    auto = settings.model_copy(update={"cache_resident": "auto"})
+    assert resident_runtime_dir(settings) is None, "the tests' settings say off"
+    assert resident_runtime_dir(on) == str(runtime / "gocaas")
+    monkeypatch.setenv("CI", "true")
+    assert resident_runtime_dir(auto) is None, "auto: not on CI, where nobody reuses it"
+    assert resident_runtime_dir(on) == str(runtime / "gocaas")
+    monkeypatch.delenv("CI")
+    assert resident_runtime_dir(auto) == str(runtime / "gocaas")
