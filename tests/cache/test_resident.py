@@ -40,7 +40,7 @@ def _resident_env(tmp: Path, store: Path, runtime: Path, *extra: str) -> dict[st
 
 def _socket(store: Path, runtime: Path, *extra: str) -> Path:
     key = resident_key(parse_args(["--dir", str(store), *extra]))
-    path = socket_path(key, {"XDG_RUNTIME_DIR": str(runtime)})
+    path = socket_path(key, environ={"XDG_RUNTIME_DIR": str(runtime)})
     assert path is not None
     return Path(path)
 

@@ -350,7 +350,7 @@ def _handed_to_resident(opts: Options) -> bool:
     else:
         os.makedirs(opts.dir, exist_ok=True)  # noqa: PTH103 - pathlib costs start-up time
         log = f"{opts.dir}/{LOG_NAME}"
-    spawn(opts, log)
+    spawn(opts, os.path.dirname(path), log)  # noqa: PTH120
     return False
 
 

@@ -89,26 +89,24 @@ def attach(key: str, path: str, stats_file: str) -> bool:
         sock.close()
 
 
-def spawn(opts: Options, log: str) -> None:
-    """Start a resident program for opts in the background, in a session of its own (the go command kills
-    the program it started; this one must outlive it), quiet but for log. Best effort: on failure, every
-    go command serves itself, as without --resident."""
+def spawn(opts: Options, runtime_dir: str, log: str) -> None:
+    """Start a resident program for opts (its socket in runtime_dir) in the background, in a session of its
+    own (the go command kills the program it started; this one must outlive it), quiet but for log, with
+    no environment (what the go command's has, a build's TMPDIR or HOME, may not outlive it). Best effort:
+    on failure, every go command serves itself, as without --resident."""
     argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
     argv += ["--namespace", opts.namespace, "--workers", str(opts.workers)]
     argv += ["--max-size", str(opts.max_size or 0)]
     argv += ["--min-age", repr(opts.min_age), "--verify-limit", str(opts.verify_limit)]
-    argv += ["--resident-idle", repr(opts.resident_idle), "--resident-serve"]
-    if opts.runtime_dir:
-        argv += ["--runtime-dir", opts.runtime_dir]
+    argv += ["--runtime-dir", runtime_dir, "--resident-idle", repr(opts.resident_idle), "--resident-serve"]
     if opts.read_only:
         argv.append("--read-only")
-    env = {k: v for k, v in os.environ.items() if k in ("TMPDIR", "HOME", "XDG_RUNTIME_DIR", "LANG")}
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
     ]
     try:
-        os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
+        os.posix_spawn(sys.executable, argv, {}, file_actions=actions, setsid=True)
     except OSError as e:
         sys.stderr.write(f"gocaas cacheprog: cannot start a resident cache program: {e}\n")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from gocaas.cache.options import Options
 
 MEMO_TTL_S = TOUCH_INTERVAL_S / 2
-MEMO_MAX = 1 << 20  # entries (~200 bytes each); past it the memory starts again
+MEMO_MAX = 1 << 18  # entries (~400 bytes each with their answer); past it the memory starts again
 POLL_S = 1.0  # how often an idle program checks its idle time and its store
 RECEIVE_TIMEOUT_S = 2.0  # resident.attach sends at once, right after it connects
 
