@@ -8,10 +8,12 @@ stderr (SCM_RIGHTS, as handoff.py does for sandboxes) and exits; the resident on
 them directly, from the entries it holds in memory (resident_server.py). If none answers, this one starts
 one in the background for the next go command and serves this go command itself, as without --resident.
 
-Where: a socket in the user's private runtime directory (daemon.identity.runtime_dir, the one the gocaas
-daemon uses), named after a digest of what the program would be: the interpreter, this package's cache code
-(sizes and mtimes, so an upgrade starts a new one), the store's path and every option. The resident program
-compares the whole key, not only the name, before it takes a go command.
+Where: a socket in --runtime-dir, else in the user's private runtime directory (daemon.identity.runtime_dir,
+the one the gocaas daemon uses; gocaas passes that explicitly, since its go commands get a TMPDIR of their
+own), named after a digest of what the program would be: the interpreter, this package's cache code (sizes
+and mtimes, so an upgrade starts a new one), the store's path and every option. The resident program
+compares the whole key, not only the name, before it takes a go command. Only this user can reach the
+directory; a sandboxed go command never sees it (the program gocaas starts for it outside hands over).
 
 Lean like prog.py (this runs for every go command): os, _socket and zlib only.
 """
