@@ -8,17 +8,27 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gocaas.cache import Store, cacheprog_command
-from gocaas.cache.maintenance import gc, verify
+from gocaas.cache.maintenance import clear_namespace, gc, verify
 from gocaas.cache.options import parse_args
 from gocaas.cache.resident import attach, resident_key, socket_path
 from gocaas.cache.resident_server import ResidentStore, running, stop
-from tests.cache.conftest import HELLO, Session, go, go_env, python_env, read_stats, sha
+from tests.cache.conftest import (
+    HELLO,
+    LiveServer,
+    Session,
+    go,
+    go_env,
+    python_env,
+    read_stats,
+    remote_args,
+    sha,
+)
 from tests.cache.test_go import _snapshot
 from tests.conftest import CliFn
 
@@ -258,7 +268,7 @@ def test_the_resident_program_ends_when_idle(tmp_path: Path, warm_store: Path, r
     assert not sock.exists(), "it removed its socket"
 
 
-@pytest.mark.parametrize("other", ["--remote=http://127.0.0.1:1", "--refill", "--finish-before-close"])
+@pytest.mark.parametrize("other", ["--refill", "--finish-before-close"])
 def test_resident_refuses_the_options_it_cannot_serve(tmp_path: Path, other: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gocaas.cache.prog", "--dir", str(tmp_path), "--resident", other],
@@ -307,3 +317,22 @@ def test_residents_are_listed_and_stopped_after_their_go_commands(
     assert running(str(runtime / "gocaas")) == []
     after = cli("cache", "residents", env={"XDG_RUNTIME_DIR": str(runtime)})
     assert "no resident cache programs" in after.stdout
+
+
+def test_a_resident_program_asks_the_remote_for_its_go_commands(
+    tmp_path: Path, warm_store: Path, runtime: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    server = live_server(warm_store, read_only=True)
+    local = tmp_path / "fresh"
+    env = _resident_env(tmp_path, local, runtime, *remote_args(server.url))
+    first = _hello(tmp_path, env, "hello")
+    (s1,) = read_stats(tmp_path / "stats.jsonl")
+    assert "resident" not in s1 and s1["remote_hits"] > 50
+    _wait_for(lambda: _listening(_socket(local, runtime, *remote_args(server.url))), "the resident program")
+    assert not _socket(local, runtime).exists(), "without the remote: a program of its own"
+
+    assert clear_namespace(Store(local), "default") > 50  # a fresh worker again, and the resident forgets
+    assert _hello(tmp_path, env, "hello") == first
+    s2 = read_stats(tmp_path / "stats.jsonl")[1]
+    assert s2["resident"] and s2["remote_hits"] > 50 and s2["remote_errors"] == 0
+    assert s2["hits"] >= s2["gets"] - 1

@@ -14,6 +14,7 @@ from gocaas.cache.resident_server import running, stop
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
 from gocaas.stages.gocmd import resident_runtime_dir
+from tests.cache.conftest import TOKEN, LiveServer
 from tests.conftest import EXAMPLES, BuildFn
 from tests.pipeline.test_cache_damage import binaries, healthy, stats_of  # noqa: F401 - healthy: a fixture
 from tests.pipeline.test_sandbox import bwrap, worker  # noqa: F401 - bwrap: a fixture
@@ -70,3 +71,33 @@ def test_the_setting_decides_whether_a_resident_program_runs(
     assert resident_runtime_dir(on) == str(runtime / "gocaas")
     monkeypatch.delenv("CI")
     assert resident_runtime_dir(auto) == str(runtime / "gocaas")
+
+
+def test_with_a_remote_tier_too(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    healthy: BuildReport,  # noqa: F811
+    runtime: Path,
+    tmp_path: Path,
+) -> None:
+    server = LiveServer(settings.cache_dir, read_only=True)
+    try:
+        fresh = fresh_settings(  # a store of its own, empty: what it has comes from the remote
+            sandbox="off",
+            cache_resident="on",
+            cache_resident_idle=30,
+            cache_remote_url=server.url,
+            cache_remote_token=TOKEN,
+        )
+        reports = [build(EXAMPLES / "hello", settings_=fresh, out=tmp_path / f"out{n}") for n in range(2)]
+    finally:
+        server.stop()
+    for report in reports:
+        assert report.failure is None, report.failure
+        assert binaries(report) == binaries(healthy)
+    first, later = stats_of(fresh, reports[0]), stats_of(fresh, reports[1])
+    assert sum(int(line["remote_hits"]) for line in first) > 50
+    assert later and all(line.get("resident") is True for line in later), later
+    (program,) = running(str(runtime / "gocaas"))
+    assert Path(program.store) == fresh.cache_dir.resolve()

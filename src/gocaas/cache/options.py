@@ -49,7 +49,8 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --resident          hand the go command to a resident cache program for the same store and options,
                       which keeps the entries it read in memory (resident.py); without one, serve it
                       here and start one in the background for the next go command. With --attach-fd,
-                      hand over what came from the socket. Not with --remote, --refill or
+                      hand over what came from the socket. With --remote, the resident program asks the
+                      remote for each go command as this one would. Not with --refill or
                       --finish-before-close
   --resident-idle S   a resident program started now exits after S seconds without a go command
                       (default 900)
@@ -169,7 +170,7 @@ def _absolute(path: str) -> str:
 
 def _readable(path: str) -> str:
     with open(path, encoding="ascii"):  # noqa: PTH123 - a missing key file is bad usage, said at once
-        return path
+        return os.path.abspath(path)  # noqa: PTH100 - a resident program reads it from elsewhere
 
 
 def _public_key(text: str) -> bytes:
@@ -226,11 +227,7 @@ def parse_args(argv: list[str]) -> Options:
             raise ValueError(f"{name}: {e}") from None
     opts.dir = opts.dir or default_cache_dir()
     if opts.resident or opts.resident_serve:
-        apart = (
-            ("--remote", opts.remote),
-            ("--refill", opts.refill),
-            ("--finish-before-close", opts.finish_first),
-        )
+        apart = (("--refill", opts.refill), ("--finish-before-close", opts.finish_first))
         alone = [flag for flag, on in apart if on]
         if alone:
             raise ValueError(f"--resident does not work with {' or '.join(alone)}: leave one of them out")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 FDS = (0, 1, 2)
 ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
 HELLO = b"gocaas-resident 1\n"
-ATTACH_TIMEOUT_S = 5.0  # the resident program acks at once; a hung one must not hang the go command
+ATTACH_TIMEOUT_S = 2.0  # the resident program acks at once; a hung one must not hold up the go command long
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 
 
@@ -44,10 +44,17 @@ def resident_key(opts: Options) -> str:
         if name.endswith(".py"):
             st = os.stat(f"{here}/{name}")
             code.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    remote = ""
+    if opts.remote:  # the token too: a program holding another token would act with other rights
+        remote = (
+            f"remote={opts.remote} token={opts.token} timeout={opts.remote_timeout!r} "
+            f"read_only={opts.remote_read_only} flush={opts.flush_timeout!r} prefetch={opts.prefetch} "
+            f"signing={opts.signing_key_file} verify={','.join(key.hex() for key in opts.verify_keys)}"
+        )
     return "\n".join([
         sys.executable, sys.version, ",".join(code), os.path.realpath(opts.dir), opts.namespace,
         f"ro={opts.read_only} workers={opts.workers} max={opts.max_size} min_age={opts.min_age!r} "
-        f"verify={opts.verify_limit}",
+        f"verify={opts.verify_limit}", remote,
     ])  # fmt: skip
 
 
@@ -94,7 +101,8 @@ def attach(key: str, path: str, stats_file: str) -> bool:
 def spawn(opts: Options, runtime_dir: str, log: str) -> None:
     """Start a resident program for opts (its socket in runtime_dir) in the background, in a session of its
     own (the go command kills the program it started; this one must outlive it), quiet but for log, with
-    no environment (what the go command's has, a build's TMPDIR or HOME, may not outlive it). Best effort:
+    no environment but the remote's token (what the go command's has, a build's TMPDIR or HOME, may not
+    outlive it). Best effort:
     on failure, every go command serves itself, as without --resident."""
     argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
     argv += ["--namespace", opts.namespace, "--workers", str(opts.workers)]
@@ -103,12 +111,24 @@ def spawn(opts: Options, runtime_dir: str, log: str) -> None:
     argv += ["--runtime-dir", runtime_dir, "--resident-idle", repr(opts.resident_idle), "--resident-serve"]
     if opts.read_only:
         argv.append("--read-only")
+    from gocaas.cache.options import TOKEN_ENV  # loaded already: it parsed opts
+
+    env = {}
+    if opts.remote:
+        argv += ["--remote", opts.remote, "--remote-timeout", repr(opts.remote_timeout)]
+        argv += ["--flush-timeout", repr(opts.flush_timeout)]
+        argv += ["--remote-read-only"] if opts.remote_read_only else []
+        argv += [] if opts.prefetch else ["--no-prefetch"]
+        argv += ["--signing-key-file", opts.signing_key_file] if opts.signing_key_file else []
+        for key in opts.verify_keys:
+            argv += ["--verify-key", key.hex()]
+        env[TOKEN_ENV] = opts.token  # not in its argv, which every user can read
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
     ]
     try:
-        os.posix_spawn(sys.executable, argv, {}, file_actions=actions, setsid=True)
+        os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
     except OSError as e:
         sys.stderr.write(f"gocaas cacheprog: cannot start a resident cache program: {e}\n")

@@ -28,6 +28,7 @@ import threading
 import time
 
 from gocaas.cache.files import lock_file, mktemp, place, unlink, unlock_file, write_all
+from gocaas.cache.lazyremote import lazy_remote
 from gocaas.cache.prog import Server
 from gocaas.cache.resident import ACK, FDS, HELLO, resident_key, socket_path
 from gocaas.cache.store import TOUCH_INTERVAL_S, Entry, Store
@@ -149,7 +150,10 @@ class Resident:
         threading.Thread(target=self._session, args=(fds, os.fsdecode(stats_file)), daemon=True).start()
 
     def _session(self, fds: list[int], stats_file: str) -> None:
-        server = Server(self.store, self.opts.namespace, workers=self.opts.workers, stats_file=stats_file)
+        remote = lazy_remote(self.store, self.opts)  # per go command, as a program of its own would have
+        server = Server(
+            self.store, self.opts.namespace, workers=self.opts.workers, stats_file=stats_file, remote=remote
+        )
         server.resident = True
         try:
             self.store.refresh()

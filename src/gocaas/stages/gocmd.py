@@ -88,7 +88,7 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
             extra += ["--signing-key-file", str(settings.cache_remote_signing_key_file)]
         for key in settings.cache_remote_verify_keys:
             extra += ["--verify-key", key]
-    elif runtime := resident_runtime_dir(settings):
+    if not refill and (runtime := resident_runtime_dir(settings)):
         extra += ["--resident", "--runtime-dir", runtime]
         extra += ["--resident-idle", str(settings.cache_resident_idle)]
     return cacheprog_argv(
