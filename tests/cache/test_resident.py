@@ -18,6 +18,7 @@ from gocaas.cache.maintenance import clear_namespace, gc, verify
 from gocaas.cache.options import parse_args
 from gocaas.cache.resident import attach, resident_key, socket_path
 from gocaas.cache.resident_server import ResidentStore, running, stop
+from gocaas.cache.tally import tally
 from tests.cache.conftest import (
     HELLO,
     LiveServer,
@@ -102,6 +103,8 @@ def test_later_go_commands_are_served_by_one_resident_program(
     later = stats[1:]
     assert all(s["resident"] for s in later), later
     assert len({s["pid"] for s in later}) == 1, "one resident program served them all"
+    totals = tally([tmp_path / "stats.jsonl"])
+    assert totals["go_commands"] == 4 and totals["resident_served"] == 3
     assert stats[0]["pid"] not in {s["pid"] for s in later}
     # each -o name is a link of its own (one miss and put); everything else hits, as it did the first time
     assert all(s["gets"] == stats[0]["gets"] > 50 and s["misses"] <= 1 for s in later), stats

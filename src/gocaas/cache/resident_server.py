@@ -109,6 +109,12 @@ class Resident:
                 if self._should_exit():
                     return
                 continue
+            except OSError as e:  # out of file descriptors, say: the go commands being served go on
+                _say(f"accept: {e}")
+                time.sleep(POLL_S)
+                if self._should_exit():
+                    return
+                continue
             with conn:
                 self._take(conn)
 

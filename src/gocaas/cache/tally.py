@@ -13,7 +13,7 @@ from gocaas.cache.stats import COUNTERS, REMOTE_COUNTERS
 
 def tally(paths: Iterable[Path]) -> dict[str, int]:
     totals = dict.fromkeys((*COUNTERS, *REMOTE_COUNTERS), 0)
-    totals["go_commands"] = totals["refills"] = totals["bypasses"] = 0
+    totals["go_commands"] = totals["refills"] = totals["bypasses"] = totals["resident_served"] = 0
     for path in paths:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -29,6 +29,7 @@ def tally(paths: Iterable[Path]) -> dict[str, int]:
                 continue
             totals["go_commands"] += 1
             totals["refills"] += row.get("refill") is True  # re-run over a cache that looked damaged
+            totals["resident_served"] += row.get("resident") is True  # by a resident program (resident.py)
             for name, value in row.items():
                 if isinstance(value, int) and not isinstance(value, bool) and name in totals:
                     totals[name] += value

@@ -47,11 +47,11 @@ def cache_stats() -> None:
 def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
     """`gocaas cache stats`'s lines for tallied counters: per tier, the remote's only when it was used."""
     t = totals
-    gets, hits, remote_hits = t["gets"], t["hits"], t["remote_hits"]
+    gets, hits, remote_hits, served = t["gets"], t["hits"], t["remote_hits"], t["resident_served"]
     ratio = f" ({hits / gets:.1%})" if gets else ""
     local_bytes = _size(t["hit_bytes"] - t["remote_bytes_down"])
     rows = [
-        ("go commands", str(t["go_commands"])),
+        ("go commands", f"{t['go_commands']}" + (f" ({served} by a resident program)" if served else "")),
         ("gets", f"{gets}: {hits} hits{ratio}, {t['misses']} misses"),
         ("local disk", f"{hits - remote_hits} hits, {local_bytes}"),
         ("puts", f"{t['puts']} ({_size(t['put_new_bytes'])} new)"),

@@ -80,6 +80,8 @@ class CacheUse(_Model):
     refills: int = 0
     # go commands re-run without the cache program, after it failed them (a put it could not store, a crash)
     bypasses: int = 0
+    # go commands served by a resident cache program (cache_resident, gocaas.cache.resident)
+    resident_served: int = 0
     # The remote tier (cache_remote_url): hits it served (inside `hits`), bytes each way, failures.
     remote_hits: int = 0
     remote_misses: int = 0
