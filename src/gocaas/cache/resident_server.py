@@ -242,8 +242,12 @@ def _describe(path: str, opts: Options) -> None:
 
 def running(directory: str) -> list[ResidentInfo]:
     """The resident programs serving from the runtime directory (their lock held, their socket there)."""
-    found = []
-    for name in sorted(os.listdir(directory)):
+    found: list[ResidentInfo] = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return found
+    for name in names:
         if not (name.startswith("cp-") and name.endswith(".sock")):
             continue
         path = f"{directory}/{name}"
