@@ -18,7 +18,7 @@ directory; a sandboxed go command never sees it (the program gocaas starts for i
 Lean like prog.py (this runs for every go command): os, _socket and zlib only.
 """
 
-# ruff: noqa: PTH100, PTH116, PTH118, PTH120, PTH208 - os calls: pathlib costs start-up time
+# ruff: noqa: PTH100, PTH116, PTH120, PTH208 - os calls: pathlib costs start-up time
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ FDS = (0, 1, 2)
 ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
 HELLO = b"gocaas-resident 1\n"
 ATTACH_TIMEOUT_S = 2.0  # the resident program acks at once; a hung one must not hold up the go command long
-LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 
 
 def resident_key(opts: Options) -> str:
@@ -102,8 +101,10 @@ def spawn(opts: Options, runtime_dir: str, log: str) -> None:
     """Start a resident program for opts (its socket in runtime_dir) in the background, in a session of its
     own (the go command kills the program it started; this one must outlive it), quiet but for log, with
     no environment but the remote's token (what the go command's has, a build's TMPDIR or HOME, may not
-    outlive it). Best effort:
-    on failure, every go command serves itself, as without --resident."""
+    outlive it). Best effort: on failure, every go command serves itself, as without --resident."""
+    from gocaas.cache.command import LAUNCHER
+    from gocaas.cache.options import TOKEN_ENV  # loaded already: it parsed opts
+
     argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
     argv += ["--namespace", opts.namespace, "--workers", str(opts.workers)]
     argv += ["--max-size", str(opts.max_size or 0)]
@@ -111,8 +112,6 @@ def spawn(opts: Options, runtime_dir: str, log: str) -> None:
     argv += ["--runtime-dir", runtime_dir, "--resident-idle", repr(opts.resident_idle), "--resident-serve"]
     if opts.read_only:
         argv.append("--read-only")
-    from gocaas.cache.options import TOKEN_ENV  # loaded already: it parsed opts
-
     env = {}
     if opts.remote:
         argv += ["--remote", opts.remote, "--remote-timeout", repr(opts.remote_timeout)]

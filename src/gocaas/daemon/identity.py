@@ -37,12 +37,16 @@ def daemon_wanted(env: Mapping[str, str]) -> bool:
     value = env.get(MODE_ENV, "").strip().lower() or "auto"
     if value not in MODES:
         raise BadMode(f"{MODE_ENV} must be one of {', '.join(MODES)}, not {env[MODE_ENV]!r}")
-    wanted = (
-        env.get("CI", "").strip().lower() not in ("1", "true", "yes") if value == "auto" else value == "on"
-    )
+    wanted = not on_ci(env) if value == "auto" else value == "on"
     if wanted:
         idle_seconds(env)  # a bad value is the command's error, not a line in a daemon's log
     return wanted
+
+
+def on_ci(env: Mapping[str, str]) -> bool:
+    """CI=true (or 1, yes): one job runs one command, and what is left behind the runner kills; `auto`
+    leaves out what only pays off on the next command (the daemon, a resident cache program)."""
+    return env.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def idle_seconds(env: Mapping[str, str]) -> float:

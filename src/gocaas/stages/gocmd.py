@@ -101,11 +101,10 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
 
 def resident_runtime_dir(settings: Settings) -> str | None:
     """Where the resident cache program's socket goes, when the settings want one (cache_resident)."""
-    from gocaas.daemon.identity import runtime_dir
+    from gocaas.daemon.identity import on_ci, runtime_dir
 
     wanted = settings.cache_resident
-    on_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-    if wanted == "off" or (wanted == "auto" and on_ci):
+    if wanted == "off" or (wanted == "auto" and on_ci(os.environ)):
         return None
     return runtime_dir(os.environ)
 
