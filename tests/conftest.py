@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gocaas.cache.attacher import attacher_path, build_attacher
 from gocaas.go.env import BuildDirs, go_environ
 from gocaas.go.toolchain import Toolchain, on_path
 from gocaas.pipeline.run import run_build
@@ -49,7 +50,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, proxy: Path) -> Settings:
     # the tests of the result cache turn it on in their own data directory. Likewise no resident cache
     # program (it would outlive the test, and tests that damage the store behind its back expect go to see
     # it): tests/pipeline/test_resident_builds.py turns it on.
-    return Settings(
+    shared = Settings(
         home=home,
         goproxy=file_proxy_url(proxy),
         gosumdb="off",
@@ -57,6 +58,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory, proxy: Path) -> Settings:
         cache_resident="off",
         **FAST_RETRIES,
     )
+    # Built now, not in the background at the first build: every test's go commands start it
+    # (tests/cache/test_attacher.py covers the background build and Python's handoff without it).
+    go = shutil.which("go")
+    assert go is not None, "go is not on PATH"
+    build_attacher(Path(go), attacher_path(shared.helpers_dir), shared.gocache)
+    return shared
 
 
 @pytest.fixture
@@ -67,7 +74,7 @@ def fresh_settings(tmp_path: Path, settings: Settings) -> Callable[..., Settings
     def make(**overrides: Any) -> Settings:
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
-        for shared in ("gocache", "toolchains"):
+        for shared in ("gocache", "toolchains", "helpers"):
             (settings.home / shared).mkdir(parents=True, exist_ok=True)
             if not (home / shared).exists():
                 (home / shared).symlink_to(settings.home / shared)

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     # be killed by the runner. It ends after cache_resident_idle seconds without a go command.
     cache_resident: Literal["auto", "on", "off"] = "auto"
     cache_resident_idle: float = Field(default=900.0, gt=0, le=30 * 86400)
+    # The go command starts a compiled program (gocaas.cache.attacher) instead of Python's to reach a cache
+    # program that is already running (outside the sandbox, or resident): built once with go, in the
+    # background, into <home>/helpers.
+    cache_attacher: bool = True
     # A remote tier behind the local disk (`gocaas cache serve` on another machine).
     cache_remote_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     cache_remote_token: SecretStr | None = None
@@ -340,6 +344,10 @@ class Settings(BaseSettings):
     @property
     def toolchains_dir(self) -> Path:
         return self.home / "toolchains"
+
+    @property
+    def helpers_dir(self) -> Path:
+        return self.home / "helpers"
 
     @property
     def gomodcache(self) -> Path:

@@ -11,21 +11,34 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from gocaas.cache.attacher import attacher_path
 from gocaas.cache.command import cacheprog_argv
 from gocaas.go.outside import cacheprog_outside
 from gocaas.pipeline.cachedamage import cacheprog_failure
+from gocaas.settings import Settings
 from tests.cache.conftest import go, go_env, read_stats
 from tests.cache.test_go import _compiles, _module
 
 
-def test_the_go_command_is_served_by_the_program_outside(tmp_path: Path, warm_store: Path) -> None:
+@pytest.fixture(params=["python", "attacher"])
+def reach(request: pytest.FixtureRequest, settings: Settings) -> Path | None:
+    """What the go command starts to reach the program: handoff.py, or the compiled attacher."""
+    return attacher_path(settings.helpers_dir) if request.param == "attacher" else None
+
+
+def test_the_go_command_is_served_by_the_program_outside(
+    tmp_path: Path, warm_store: Path, reach: Path | None
+) -> None:
     module = _module(tmp_path / "m", "handed over")
     stats = tmp_path / "stats.jsonl"
     env = go_env(tmp_path, "", GOCAAS_CACHEPROG_STATS=str(stats))
     errors: list[str] = []
     for _ in range(2):
-        with cacheprog_outside(cacheprog_argv(warm_store), env, errors.append) as handoff:
+        with cacheprog_outside(cacheprog_argv(warm_store), env, errors.append, attacher=reach) as handoff:
             assert str(handoff.directory) in handoff.gocacheprog
+            assert handoff.gocacheprog.startswith(str(reach) if reach else sys.executable)
             assert "--dir" not in handoff.gocacheprog, "the go command's environment names no store"
             built = go(
                 ["build", "-x", "-o", str(tmp_path / "bin"), "."],
@@ -47,12 +60,12 @@ def test_a_program_the_go_command_never_reached_exits(tmp_path: Path, warm_store
     assert handoff.program.wait(timeout=10) == 0
 
 
-def test_a_program_that_cannot_start_says_why(tmp_path: Path, warm_store: Path) -> None:
+def test_a_program_that_cannot_start_says_why(tmp_path: Path, warm_store: Path, reach: Path | None) -> None:
     argv = cacheprog_argv(warm_store, extra=["--max-size", "lots"])
     errors: list[str] = []
     env = go_env(tmp_path, "")
     module = _module(tmp_path / "m", "never built")
-    with cacheprog_outside(argv, env, errors.append) as handoff:
+    with cacheprog_outside(argv, env, errors.append, attacher=reach) as handoff:
         done = subprocess.run(
             ["go", "build", "-o", os.devnull, "."],
             cwd=module,
@@ -70,6 +83,9 @@ def test_a_program_that_cannot_start_says_why(tmp_path: Path, warm_store: Path) 
 
 HOLDER = """
 import sys, time
+import pytest
+
+from gocaas.cache.attacher import attacher_path
 from gocaas.cache.command import cacheprog_argv
 from gocaas.go.outside import cacheprog_outside
 with cacheprog_outside(cacheprog_argv(sys.argv[1]), {}, print) as handoff:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ from tests.cache.test_go import _snapshot
 from tests.conftest import CliFn
 
 IDLE = "4"  # seconds: the residents these tests start go away soon after
-
-
-@pytest.fixture
-def runtime() -> Iterator[Path]:
-    """A private XDG_RUNTIME_DIR, short enough for sockets; removing it ends the residents in it."""
-    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _resident_env(tmp: Path, store: Path, runtime: Path, *extra: str) -> dict[str, str]:

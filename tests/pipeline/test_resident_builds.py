@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gocaas.cache.attacher import attacher_path
 from gocaas.cache.resident_server import running, stop
 from gocaas.report.model import BuildReport
 from gocaas.settings import Settings
@@ -53,10 +54,40 @@ def test_a_resident_program_serves_the_builds_go_commands(
 
     (program,) = running(str(runtime / "gocaas"))
     assert Path(program.store) == settings.cache_dir.resolve()
+    attacher = attacher_path(resident.helpers_dir)  # the session's, through a symlink
+    assert all(f"reach their cache program through {attacher}" in logs_of(resident, r) for r in reports)
     later = stats_of(resident, reports[1])
     assert later and all(line.get("resident") is True for line in later), later
     assert {line["pid"] for line in later} == {program.pid}
     assert sum(int(line["hits"]) for line in later) > 100, "the store was warm"
+
+
+def logs_of(settings: Settings, report: BuildReport) -> str:
+    logs = settings.builds_dir / report.build_id / "logs"
+    return "".join(log.read_text() for log in sorted(logs.iterdir()))
+
+
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_without_the_attacher_python_reaches_the_cache_program(
+    build: BuildFn,
+    settings: Settings,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    healthy: BuildReport,  # noqa: F811
+    runtime: Path,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sandbox: str,
+) -> None:
+    if sandbox == "on":
+        request.getfixturevalue("bwrap")
+    python = worker(fresh_settings, settings, sandbox=sandbox, cache_resident="on", cache_attacher=False)
+    reports = [build(EXAMPLES / "hello", settings_=python, out=tmp_path / f"out{n}") for n in range(2)]
+    for report in reports:
+        assert report.failure is None, report.failure
+        assert binaries(report) == binaries(healthy)
+        assert "reach their cache program through" not in logs_of(python, report)
+    later = stats_of(python, reports[1])
+    assert later and all(line.get("resident") is True for line in later), later
 
 
 def test_the_setting_decides_whether_a_resident_program_runs(

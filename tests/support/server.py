@@ -29,7 +29,7 @@ def server_home(base: Path, shared: Settings) -> Path:
     """A data directory of its own (database, builds, results) sharing the session's warm caches."""
     home = base / "home"
     home.mkdir(parents=True, exist_ok=True)
-    for name in ("gocache", "toolchains", "cache", "gomodcache"):
+    for name in ("gocache", "toolchains", "cache", "gomodcache", "helpers"):
         (shared.home / name).mkdir(parents=True, exist_ok=True)
         if not (home / name).exists():
             (home / name).symlink_to(shared.home / name)

@@ -70,6 +70,10 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
                       any of them); an unsigned entry is a miss, a bad signature the remote's failure
 """
 
+TYPE_CHECKING = False  # not typing's: it costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
 RESIDENT_IDLE_S = 900.0
 MAX_WORKERS = 256  # threads: more only costs memory (each go command has a few dozen gets in flight)
@@ -84,7 +88,8 @@ class Options:
         "verify_keys", "verify_limit", "workers",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
         self.dir = ""
         self.namespace = "default"
         self.read_only = False
@@ -100,9 +105,9 @@ class Options:
         self.max_size: int | None = DEFAULT_MAX_SIZE
         self.min_age = float(MIN_AGE_S)
         self.verify_limit = DEFAULT_VERIFY_LIMIT
-        self.stats = os.environ.get(STATS_ENV, "")
+        self.stats = environ.get(STATS_ENV, "")
         self.remote = ""
-        self.token = os.environ.get(TOKEN_ENV, "")
+        self.token = environ.get(TOKEN_ENV, "")
         self.remote_timeout = 2.0
         self.remote_read_only = False
         self.flush_timeout = 5.0
@@ -201,9 +206,10 @@ def _whole(text: str, high: int) -> int:
     return int(text)
 
 
-def parse_args(argv: list[str]) -> Options:
-    """Parse the flags (no argparse: it costs start-up time). Raises ValueError with a message."""
-    opts = Options()
+def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> Options:
+    """Parse the flags (no argparse: it costs start-up time); defaults from environ (os.environ). Raises
+    ValueError with a message."""
+    opts = Options(environ)
     args = list(argv)
     while args:
         arg = args.pop(0)

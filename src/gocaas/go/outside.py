@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gocaas.cache.attacher import handoff_command
 from gocaas.cache.command import go_quote
 
 HANDOFF = str(Path(__file__).resolve().parent.parent / "cache" / "handoff.py")
@@ -42,11 +43,13 @@ def cacheprog_outside(
     env: Mapping[str, str],
     on_error: Callable[[str], None],
     python: str = sys.executable,
+    attacher: Path | None = None,
 ) -> Iterator[Handoff]:
     """Start the cache program argv (with env) outside the sandbox, listening for one go command, for the
-    span of the with block. What the program said before a go command reached it (why it could not start)
-    goes to on_error at the end; later, it speaks on the go command's stderr. HandoffUnavailable when it
-    cannot be started at all."""
+    span of the with block. The go command reaches it through the compiled attacher when given
+    (gocaas.cache.attacher), else through handoff.py. What the program said before a go command reached
+    it (why it could not start) goes to on_error at the end; later, it speaks on the go command's stderr.
+    HandoffUnavailable when it cannot be started at all."""
     # A directory of its own: private (0700), and short: a socket's path has at most 107 bytes.
     base = tempfile.gettempdir()
     try:
@@ -73,7 +76,10 @@ def cacheprog_outside(
                 raise HandoffUnavailable(f"{path}: {e}") from e
             listener.close()  # the program's copy is the one that accepts
             try:
-                yield Handoff(go_quote([python, "-I", "-S", HANDOFF, str(path)]), directory, program)
+                reach = [python, "-I", "-S", HANDOFF, str(path)]
+                if attacher is not None:
+                    reach = handoff_command(attacher, path)
+                yield Handoff(go_quote(reach), directory, program)
             finally:
                 _wake(path)
                 said.seek(0)

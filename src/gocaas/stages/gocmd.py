@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gocaas.cache.attacher import find_attacher, resident_command
 from gocaas.cache.command import go_quote
 from gocaas.cache.options import TOKEN_ENV
 from gocaas.cache.stats import STATS_ENV
@@ -109,6 +110,47 @@ def resident_runtime_dir(settings: Settings) -> str | None:
     return runtime_dir(os.environ)
 
 
+@dataclass(frozen=True)
+class AttacherChoice:
+    """Published at a build's first go command with a cache program: the compiled attacher its go commands
+    start to reach a running cache program (gocaas.cache.attacher); None: Python's handoff."""
+
+    path: Path | None
+
+
+_choosing_attacher = threading.Lock()
+
+
+def attacher_for(ctx: BuildContext, toolchain: Toolchain) -> Path | None:
+    """The compiled attacher of this build's go commands: one choice for the whole build."""
+    with _choosing_attacher:
+        choice = ctx.results.get(AttacherChoice)
+        if choice is None:
+            settings = ctx.settings
+            found = None
+            if settings.cache_attacher:
+                found = find_attacher(settings.helpers_dir, toolchain.go, settings.gocache)
+            if found is not None:
+                ctx.log.line(f"go commands reach their cache program through {found}")
+            choice = AttacherChoice(found)
+            ctx.publish(choice)
+    return choice.path
+
+
+def direct_gocacheprog(
+    ctx: BuildContext, toolchain: Toolchain, program: list[str], env: dict[str, str]
+) -> str:
+    """GOCACHEPROG of an unsandboxed go command whose cache program is `program`: through the attacher
+    when the program is --resident (it hands the go command over; a program that serves it needs Python)."""
+    attacher = attacher_for(ctx, toolchain) if "--resident" in program else None
+    if attacher is not None:
+        try:
+            return go_quote(resident_command(attacher, program, env))
+        except OSError as e:  # the key file: the runtime directory went away, or is full
+            ctx.log.line(f"cache program: starting Python's, not the attacher ({e})")
+    return go_quote(program)
+
+
 def _cacheprog_usable(ctx: BuildContext, toolchain: Toolchain) -> bool:
     return ctx.settings.cacheprog and toolchain.version >= CACHEPROG_MIN
 
@@ -163,7 +205,9 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
     readable = [toolchain.goroot, toolchain.go.parent, settings.gomodcache]
     rw = [dirs.src, dirs.home, dirs.tmp, dirs.gopath, dirs.bin, gocache_for(ctx, toolchain), *writable]
     if cacheprog_for(ctx, toolchain) is not None:
-        readable += [*python_paths(), settings.cache_dir]  # the handoff program; the objects go reads
+        attacher = attacher_for(ctx, toolchain)  # what the go command starts: the attacher, else Python
+        readable += [attacher] if attacher else python_paths()
+        readable.append(settings.cache_dir)  # the objects go reads
     for path in (settings.gomodcache, settings.cache_dir, *rw):
         path.mkdir(parents=True, exist_ok=True)
     go = toolchain.go.resolve()
@@ -273,11 +317,14 @@ def go(
                 sandbox=sandbox,
             )
 
-        if sandbox is None or program is None:
+        if program is None:
             return run(env, sandbox)
+        if sandbox is None:
+            return run({**env, "GOCACHEPROG": direct_gocacheprog(ctx, toolchain, program, env)}, None)
         said = lambda text: ctx.log.line(f"{prefix}cache program: {text}")  # noqa: E731
         try:
-            with cacheprog_outside(program, env, said) as handoff:
+            attacher = attacher_for(ctx, toolchain)
+            with cacheprog_outside(program, env, said, attacher=attacher) as handoff:
                 inside = environ_inside(env, handoff, hidden=PROGRAM_ONLY_ENV)
                 return run(inside, replace(sandbox, readable=(*sandbox.readable, handoff.directory)))
         except HandoffUnavailable as e:
