@@ -23,6 +23,7 @@ from gocaas.cache.command import cacheprog_argv, go_quote
 from gocaas.settings import Settings
 from tests.cache.conftest import go_env, read_stats
 from tests.cache.test_resident import IDLE, _hello, _listening, _wait_for
+from tests.conftest import CliFn
 
 GO = Path(shutil.which("go") or "go")
 
@@ -160,3 +161,25 @@ def test_a_go_that_cannot_build_it_is_named(tmp_path: Path) -> None:
     with pytest.raises(AttacherBuildError, match="exited 3: go: this go cannot build"):
         build_attacher(fake, attacher_path(tmp_path / "helpers"), tmp_path / "gocache")
     assert not attacher_path(tmp_path / "helpers").exists()
+
+
+def test_gocacheprog_prints_what_go_commands_run_by_hand_start(
+    tmp_path: Path, warm_store: Path, runtime: Path, cli: CliFn, settings: Settings
+) -> None:
+    env = {"XDG_RUNTIME_DIR": str(runtime)}  # the session's settings, GOCAAS_HOME included
+    flags = ["--dir", str(warm_store), "--resident", "--resident-idle", IDLE]
+    printed = cli("cache", "gocacheprog", *flags, env=env)
+    assert printed.returncode == 0, printed.stderr
+    value = printed.stdout.strip()
+    assert value.startswith(f"{attacher_path(settings.helpers_dir)} resident {runtime}/gocaas/cp-")
+
+    go_cmd = go_env(tmp_path, value, XDG_RUNTIME_DIR=str(runtime), GOCAAS_CACHEPROG_STATS=str(tmp_path / "s"))
+    first = _hello(tmp_path, go_cmd, "first")
+    _wait_for(lambda: _listening(Path(value.split()[2])), "the resident program")
+    assert _hello(tmp_path, go_cmd, "second") == first
+    assert [s.get("resident", False) for s in read_stats(tmp_path / "s")] == [False, True]
+
+    plain = cli("cache", "gocacheprog", "--dir", str(warm_store), env=env)
+    assert plain.returncode == 0 and "resident" not in plain.stdout and "launch.py --dir" in plain.stdout
+    bad = cli("cache", "gocacheprog", "--max-size", "lots", env=env)
+    assert bad.returncode == 2 and "--max-size" in bad.stderr and "lots" in bad.stderr

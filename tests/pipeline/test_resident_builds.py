@@ -32,7 +32,11 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize("sandbox", ["off", "on"])
+@pytest.mark.parametrize(
+    ("sandbox", "attacher"),
+    [("off", True), ("on", True), ("off", False), ("on", False)],
+    ids=["unsandboxed", "sandboxed", "unsandboxed-python", "sandboxed-python"],
+)
 def test_a_resident_program_serves_the_builds_go_commands(
     build: BuildFn,
     settings: Settings,
@@ -42,20 +46,29 @@ def test_a_resident_program_serves_the_builds_go_commands(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     sandbox: str,
+    attacher: bool,
 ) -> None:
+    """With the compiled attacher (the default) or Python's program in its place (cache_attacher off)."""
     if sandbox == "on":
         request.getfixturevalue("bwrap")
-    resident = worker(fresh_settings, settings, sandbox=sandbox, cache_resident="on", cache_resident_idle=30)
+    resident = worker(
+        fresh_settings,
+        settings,
+        sandbox=sandbox,
+        cache_resident="on",
+        cache_resident_idle=30,
+        cache_attacher=attacher,
+    )
     reports = [build(EXAMPLES / "hello", settings_=resident, out=tmp_path / f"out{n}") for n in range(2)]
+    through = f"reach their cache program through {attacher_path(resident.helpers_dir)}"
     for report in reports:
         assert report.failure is None, report.failure
         assert report.sandboxed is (sandbox == "on")
         assert binaries(report) == binaries(healthy)
+        assert (through in logs_of(resident, report)) is attacher
 
     (program,) = running(str(runtime / "gocaas"))
     assert Path(program.store) == settings.cache_dir.resolve()
-    attacher = attacher_path(resident.helpers_dir)  # the session's, through a symlink
-    assert all(f"reach their cache program through {attacher}" in logs_of(resident, r) for r in reports)
     later = stats_of(resident, reports[1])
     assert later and all(line.get("resident") is True for line in later), later
     assert {line["pid"] for line in later} == {program.pid}
@@ -65,29 +78,6 @@ def test_a_resident_program_serves_the_builds_go_commands(
 def logs_of(settings: Settings, report: BuildReport) -> str:
     logs = settings.builds_dir / report.build_id / "logs"
     return "".join(log.read_text() for log in sorted(logs.iterdir()))
-
-
-@pytest.mark.parametrize("sandbox", ["off", "on"])
-def test_without_the_attacher_python_reaches_the_cache_program(
-    build: BuildFn,
-    settings: Settings,
-    fresh_settings,  # type: ignore[no-untyped-def]
-    healthy: BuildReport,  # noqa: F811
-    runtime: Path,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    sandbox: str,
-) -> None:
-    if sandbox == "on":
-        request.getfixturevalue("bwrap")
-    python = worker(fresh_settings, settings, sandbox=sandbox, cache_resident="on", cache_attacher=False)
-    reports = [build(EXAMPLES / "hello", settings_=python, out=tmp_path / f"out{n}") for n in range(2)]
-    for report in reports:
-        assert report.failure is None, report.failure
-        assert binaries(report) == binaries(healthy)
-        assert "reach their cache program through" not in logs_of(python, report)
-    later = stats_of(python, reports[1])
-    assert later and all(line.get("resident") is True for line in later), later
 
 
 def test_the_setting_decides_whether_a_resident_program_runs(

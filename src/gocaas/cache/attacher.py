@@ -60,6 +60,8 @@ def find_attacher(helpers_dir: Path, go: Path, gocache: Path) -> Path | None:
     path = attacher_path(helpers_dir)
     if os.access(path, os.X_OK):
         return path
+    if path.exists():  # built, but it cannot run here (a noexec mount): building it again would not help
+        return None
     marker = _marker(path)
     try:
         if time.time() - marker.stat().st_mtime < RETRY_AFTER_S:
@@ -80,6 +82,7 @@ def find_attacher(helpers_dir: Path, go: Path, gocache: Path) -> Path | None:
             stderr=fd,  # what it could not say in the marker (it writes its failure there)
             start_new_session=True,  # it outlives a one-shot `gocaas build`
             close_fds=True,
+            cwd="/",
         )
     except OSError as e:
         os.write(fd, f"cannot start the build: {e}\n".encode())

@@ -1,5 +1,5 @@
-"""`gocaas cache stats|gc|verify|clear|residents|keygen|explain|serve`, and `gocaas cacheprog` (the
-GOCACHEPROG program by hand)."""
+"""`gocaas cache stats|gc|verify|clear|residents|gocacheprog|keygen|explain|serve`, and `gocaas cacheprog`
+(the GOCACHEPROG program by hand)."""
 
 from __future__ import annotations
 
@@ -286,6 +286,45 @@ def cache_serve(
         )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
+
+
+@cache_app.command(
+    "gocacheprog",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def cache_gocacheprog(ctx: typer.Context) -> None:
+    """Print the fastest GOCACHEPROG for `gocaas cacheprog` with these flags, for go commands run by hand:
+    export GOCACHEPROG="$(gocaas cache gocacheprog --resident)". With --resident, the go command starts the
+    compiled attacher (built now with the go on PATH, once), which hands it to the resident program.
+    The value holds the options and token of now: print it again when they change."""
+    import shutil
+
+    from gocaas.cache.attacher import AttacherBuildError, attacher_path, build_attacher, resident_command
+    from gocaas.cache.command import LAUNCHER, go_quote
+    from gocaas.cache.options import parse_args
+
+    args = list(ctx.args)
+    try:
+        opts = parse_args(args)
+    except ValueError as exc:
+        raise fail(f"gocacheprog: {exc}") from None
+    if opts.attach_fd is not None or opts.resident_serve:
+        raise fail("gocacheprog: --attach-fd and --resident-serve are gocaas's own")
+    argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.abspath(opts.dir), *args]  # noqa: PTH100
+    if opts.resident:
+        settings = load()
+        path = attacher_path(settings.helpers_dir)
+        go = shutil.which("go")
+        try:
+            if not os.access(path, os.X_OK):
+                if go is None:
+                    raise AttacherBuildError("no go on PATH to build it with")
+                with Console(stderr=True).status("building the attacher with go (once)"):
+                    build_attacher(Path(go), path, settings.gocache)
+            argv = resident_command(path, argv, os.environ)
+        except (AttacherBuildError, OSError) as exc:
+            typer.echo(f"gocaas: go commands will start Python's program, not the attacher: {exc}", err=True)
+    typer.echo(go_quote(argv))
 
 
 def cacheprog(ctx: typer.Context) -> None:
