@@ -70,7 +70,7 @@ def test_go_commands_reach_the_resident_program_through_the_attacher(
 
 def _run_attacher(command: list[str], fallback: list[str]) -> subprocess.CompletedProcess[bytes]:
     """Run the attacher as the go command would (stdin, stdout: pipes), with fallback as its program."""
-    argv = [*command[:4], *fallback]
+    argv = [*command[:5], *fallback]
     return subprocess.run(argv, input=b"", capture_output=True, timeout=30, check=False)
 
 
@@ -100,7 +100,7 @@ def test_the_attacher_runs_the_program_unless_the_resident_one_takes_the_go_comm
 def test_without_a_program_to_run_the_attacher_says_what_failed(tmp_path: Path, attacher: Path) -> None:
     missing = tmp_path / "no-such-python"
     done = subprocess.run(
-        [str(attacher), "resident", str(tmp_path / "none.sock"), str(tmp_path / "none.key"), str(missing)],
+        [str(attacher), "resident", str(tmp_path / "s"), str(tmp_path / "k"), "default", str(missing)],
         capture_output=True,
         text=True,
         timeout=30,

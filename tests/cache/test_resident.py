@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
@@ -220,24 +221,34 @@ def test_a_runtime_directory_others_can_use_is_not_used(
     assert list(shared.iterdir()) == [], "no socket where other users could reach it"
 
 
-def test_a_resident_program_takes_only_its_own_key(tmp_path: Path, warm_store: Path, runtime: Path) -> None:
+def test_a_resident_program_takes_only_its_own_key_and_a_valid_namespace(
+    tmp_path: Path, warm_store: Path, runtime: Path
+) -> None:
     env = _resident_env(tmp_path, warm_store, runtime)
     _hello(tmp_path, env, "prime")
     sock = _socket(warm_store, runtime)
     _wait_for(lambda: _listening(sock), "the resident program")
     code = (
         "import sys; from gocaas.cache.resident import attach; "
-        "sys.exit(0 if attach(sys.argv[1], sys.argv[2], '') else 3)"
+        "sys.exit(0 if attach(sys.argv[1], sys.argv[2], '', sys.argv[3]) else 3)"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "another store's key", str(sock)],
-        env=python_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 3, "refused: serve the go command here"
+
+    def attached(key: str, namespace: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-c", code, key, str(sock), namespace],
+            env=python_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert attached("another store's key", "default").returncode == 3, "refused: serve the go command here"
+    key = resident_key(parse_args(["--dir", str(warm_store)]))
+    for namespace in ("../up", ".hidden", "a/b"):
+        assert attached(key, namespace).returncode == 3, namespace
+    taken = attached(key, "default")
+    assert taken.returncode == 0 and b"KnownCommands" in taken.stdout, "the resident program's hello"
     assert attach("another store's key", str(tmp_path / "no-such.sock"), "") is False
 
 
@@ -284,10 +295,11 @@ def test_residents_are_listed_and_stopped_after_their_go_commands(
     _hello(tmp_path, env, "prime")
     sock = _socket(warm_store, runtime)
     _wait_for(lambda: _listening(sock), "the resident program")
-    listed = cli("cache", "residents", env={"XDG_RUNTIME_DIR": str(runtime)})
+    _hello(tmp_path, env, "served")
+    listed = cli("cache", "residents", env={"XDG_RUNTIME_DIR": str(runtime), "COLUMNS": "300"})
     assert listed.returncode == 0, listed.stderr
     (resident,) = running(str(runtime / "gocaas"))
-    assert resident.store == str(warm_store.resolve()) and resident.namespace == "default"
+    assert resident.store == str(warm_store.resolve()) and resident.namespaces == ("default",)
     assert str(resident.pid) in listed.stdout and "read-write" in listed.stdout
 
     # A go command in the middle of its session, spoken for by hand: the program go would start hands
@@ -330,3 +342,30 @@ def test_a_resident_program_asks_the_remote_for_its_go_commands(
     s2 = read_stats(tmp_path / "stats.jsonl")[1]
     assert s2["resident"] and s2["remote_hits"] > 50 and s2["remote_errors"] == 0
     assert s2["hits"] >= s2["gets"] - 1
+
+
+def test_one_resident_program_serves_every_namespace_apart(tmp_path: Path, runtime: Path) -> None:
+    store = tmp_path / "store"
+    stats = tmp_path / "stats.jsonl"
+    env = python_env(XDG_RUNTIME_DIR=str(runtime), GOCAAS_CACHEPROG_STATS=str(stats))
+
+    def session(namespace: str) -> Session:
+        return Session(store, "--namespace", namespace, "--resident", "--resident-idle", IDLE, env=env)
+
+    assert session("a").close() == 0  # served by itself; it starts the resident program
+    _wait_for(lambda: _listening(_socket(store, runtime)), "the resident program")
+    action, body = sha(b"action"), b"built in namespace a"
+    writer = session("a")
+    assert "Err" not in writer.put(action, body)
+    assert writer.close() == 0
+    other, same = session("b"), session("a")
+    assert other.get(action).get("Miss") is True, "namespace b sees nothing of a's"
+    assert same.get(action)["OutputID"] == base64.b64encode(sha(body)).decode()
+    assert other.close() == 0 and same.close() == 0
+
+    lines = read_stats(stats)[1:]
+    assert [line["namespace"] for line in lines] == ["a", "b", "a"]
+    assert all(line["resident"] for line in lines) and len({line["pid"] for line in lines}) == 1
+    (resident,) = running(str(runtime / "gocaas"))
+    assert resident.namespaces == ("a", "b") and resident.pid == lines[0]["pid"]
+    assert Store(store).lookup("b", action) is None and Store(store).lookup("a", action) is not None

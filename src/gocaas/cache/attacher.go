@@ -6,9 +6,10 @@
 //
 //	gocaas-attach handoff SOCKET
 //	    to the program gocaas started outside the build sandbox (gocaas/cache/handoff.py)
-//	gocaas-attach resident SOCKET KEYFILE PROGRAM [ARG...]
-//	    to the resident cache program (gocaas/cache/resident.py), if it takes the go command; else exec
-//	    PROGRAM (the Python cache program, which serves the go command and starts a resident one)
+//	gocaas-attach resident SOCKET KEYFILE NAMESPACE PROGRAM [ARG...]
+//	    to the resident cache program (gocaas/cache/resident.py), in NAMESPACE, if it takes the go
+//	    command; else exec PROGRAM (the Python cache program, which serves the go command and starts a
+//	    resident one)
 package main
 
 import (
@@ -17,7 +18,7 @@ import (
 )
 
 const (
-	hello         = "gocaas-resident 1\n" // resident.HELLO
+	hello         = "gocaas-resident 2\n" // resident.HELLO
 	ack           = '+'                   // resident.ACK
 	statsEnv      = "GOCAAS_CACHEPROG_STATS"
 	attachTimeout = 2 // seconds: resident.ATTACH_TIMEOUT_S
@@ -32,26 +33,28 @@ func main() {
 		if err := send(args[1], []byte("go"), false); err != nil {
 			fail("cannot reach the cache program at " + args[1] + ": " + err.Error())
 		}
-	case len(args) >= 4 && args[0] == "resident":
-		if attach(args[1], args[2]) {
+	case len(args) >= 5 && args[0] == "resident":
+		if attach(args[1], args[2], args[3]) {
 			return
 		}
 		// Not taken: the Python program serves the go command on the same descriptors.
-		err := syscall.Exec(args[3], args[3:], os.Environ())
-		fail("cannot run " + args[3] + ": " + err.Error())
+		err := syscall.Exec(args[4], args[4:], os.Environ())
+		fail("cannot run " + args[4] + ": " + err.Error())
 	default:
-		fail("usage: gocaas-attach handoff SOCKET | resident SOCKET KEYFILE PROGRAM [ARG...]")
+		fail("usage: gocaas-attach handoff SOCKET | resident SOCKET KEYFILE NAMESPACE PROGRAM [ARG...]")
 	}
 }
 
-// attach hands the pipes to the resident program at path, which must hold the key in keyFile; whether it
-// took them.
-func attach(path, keyFile string) bool {
+// attach hands the pipes to the resident program at path, which must hold the key in keyFile, to be served
+// in namespace; whether it took them.
+func attach(path, keyFile, namespace string) bool {
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
 		return false
 	}
 	msg := append([]byte(hello), key...)
+	msg = append(msg, 0)
+	msg = append(msg, namespace...)
 	msg = append(msg, 0)
 	msg = append(msg, os.Getenv(statsEnv)...)
 	return send(path, msg, true) == nil

@@ -147,7 +147,7 @@ def resident_command(attacher: Path, argv: Sequence[str], environ: Mapping[str, 
         return list(argv)
     key_file = path.removesuffix(".sock") + KEY_SUFFIX
     _write_private(key_file, key.encode())
-    return [str(attacher), "resident", path, key_file, *argv]
+    return [str(attacher), "resident", path, key_file, opts.namespace, *argv]
 
 
 def _write_private(path: str, data: bytes) -> None:

@@ -21,8 +21,8 @@ class LazyRemote:
     """fetch/upload/close as RemoteTier has them, never raising; if the tier cannot be made (say, pybreaker
     missing), that is said once on stderr and the session goes on with the local store only."""
 
-    def __init__(self, store: Store, opts: Options) -> None:
-        self.store, self.opts = store, opts
+    def __init__(self, store: Store, opts: Options, namespace: str) -> None:
+        self.store, self.opts, self.namespace = store, opts, namespace
         self.upload_enabled = not (opts.remote_read_only or store.read_only)
         self._tier: RemoteTier | None = None
         self._broken = False
@@ -53,7 +53,7 @@ class LazyRemote:
         client = HTTPRemote(opts.remote, opts.token, timeout=opts.remote_timeout)
         return RemoteTier(
             self.store,
-            opts.namespace,
+            self.namespace,
             client,
             upload=self.upload_enabled,
             prefetch=opts.prefetch,
@@ -103,11 +103,12 @@ def import_site(name: str) -> Any:
         return importlib.import_module(name)
 
 
-def lazy_remote(store: Store, opts: Options) -> LazyRemote | None:
-    """The remote tier of these options, or None without --remote (or without a token: said on stderr)."""
+def lazy_remote(store: Store, opts: Options, namespace: str | None = None) -> LazyRemote | None:
+    """The remote tier of these options for namespace (default: opts'), or None without --remote (or
+    without a token: said on stderr)."""
     if not opts.remote:
         return None
     if not opts.token:
         sys.stderr.write("gocaas cacheprog: --remote needs a token (--token, $GOCAAS_CACHE_TOKEN): unused\n")
         return None
-    return LazyRemote(store, opts)
+    return LazyRemote(store, opts, namespace or opts.namespace)

@@ -343,7 +343,7 @@ def _handed_to_resident(opts: Options) -> bool:
     path = socket_path(key, opts.runtime_dir)
     if path is None:
         return False
-    if attach(key, path, opts.stats):
+    if attach(key, path, opts.stats, opts.namespace):
         return True
     if opts.read_only:
         log = os.devnull

@@ -31,12 +31,14 @@ if TYPE_CHECKING:
 
 FDS = (0, 1, 2)
 ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
-HELLO = b"gocaas-resident 1\n"
+HELLO = b"gocaas-resident 2\n"  # then the key, NUL, the namespace, NUL, the stats file
 ATTACH_TIMEOUT_S = 2.0  # the resident program acks at once; a hung one must not hold up the go command long
 
 
 def resident_key(opts: Options) -> str:
-    """Everything that must match for a resident program to serve this go command."""
+    """Everything that must match for a resident program to serve this go command. Not the namespace: one
+    program serves every namespace of its store (its memory is keyed by namespace), each go command
+    saying which it wants."""
     here = os.path.dirname(os.path.abspath(__file__))
     code = []
     for name in sorted(os.listdir(here)):
@@ -51,7 +53,7 @@ def resident_key(opts: Options) -> str:
             f"signing={opts.signing_key_file} verify={','.join(key.hex() for key in opts.verify_keys)}"
         )
     return "\n".join([
-        sys.executable, sys.version, ",".join(code), os.path.realpath(opts.dir), opts.namespace,
+        sys.executable, sys.version, ",".join(code), os.path.realpath(opts.dir),
         f"ro={opts.read_only} workers={opts.workers} max={opts.max_size} min_age={opts.min_age!r} "
         f"verify={opts.verify_limit}", remote,
     ])  # fmt: skip
@@ -76,7 +78,7 @@ def socket_path(key: str, directory: str = "", environ: dict[str, str] | None = 
     return f"{directory}/cp-{crc32(data):08x}{adler32(data):08x}.sock"
 
 
-def attach(key: str, path: str, stats_file: str) -> bool:
+def attach(key: str, path: str, stats_file: str, namespace: str = "default") -> bool:
     """Hand this process's stdin, stdout and stderr to the resident program at path; whether it took them
     (then this process only exits). False when none listens there or it refused (another key, shutting
     down): serve the go command here."""
@@ -87,7 +89,7 @@ def attach(key: str, path: str, stats_file: str) -> bool:
         sock.settimeout(ATTACH_TIMEOUT_S)
         sock.connect(path)
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in FDS)
-        payload = HELLO + key.encode() + b"\0" + os.fsencode(stats_file)
+        payload = HELLO + key.encode() + b"\0" + namespace.encode() + b"\0" + os.fsencode(stats_file)
         sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         sock.shutdown(_socket.SHUT_WR)
         return sock.recv(1) == ACK
@@ -106,7 +108,7 @@ def spawn(opts: Options, runtime_dir: str, log: str) -> None:
     from gocaas.cache.options import TOKEN_ENV  # loaded already: it parsed opts
 
     argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
-    argv += ["--namespace", opts.namespace, "--workers", str(opts.workers)]
+    argv += ["--workers", str(opts.workers)]
     argv += ["--max-size", str(opts.max_size or 0)]
     argv += ["--min-age", repr(opts.min_age), "--verify-limit", str(opts.verify_limit)]
     argv += ["--runtime-dir", runtime_dir, "--resident-idle", repr(opts.resident_idle), "--resident-serve"]

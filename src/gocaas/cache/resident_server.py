@@ -1,6 +1,7 @@
 """The resident cache program (`cacheprog --resident-serve`, started by resident.spawn): one process per
 store and options, serving every go command that hands itself over (resident.py), each on a thread of its
-own, all from one store that keeps the entries it has read or written in memory.
+own and in the namespace it names, all from one store that keeps the entries it has read or written in
+memory (keyed by namespace: a go command sees only its own namespace's, as with a program of its own).
 
 Why memory is safe here:
 - The go command checks what it is handed: it stats the object and compares its size (GetFile), and
@@ -31,7 +32,7 @@ from gocaas.cache.files import lock_file, mktemp, place, unlink, unlock_file, wr
 from gocaas.cache.lazyremote import lazy_remote
 from gocaas.cache.prog import Server
 from gocaas.cache.resident import ACK, FDS, HELLO, resident_key, socket_path
-from gocaas.cache.store import TOUCH_INTERVAL_S, Entry, Store
+from gocaas.cache.store import TOUCH_INTERVAL_S, CacheError, Entry, Store, check_namespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class Resident:
         )
         self.active = 0
         self.last_active = time.monotonic()
+        self.namespaces: set[str] = set()  # served so far: what `gocaas cache residents` shows
+        self.started = time.time()
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -140,8 +143,13 @@ class Resident:
         except OSError:
             return
         head, _, rest = data.partition(b"\n")
-        key, _, stats_file = rest.partition(b"\0")
-        if head + b"\n" != HELLO or key != self.key or len(fds) != len(FDS):
+        key, _, rest = rest.partition(b"\0")
+        namespace, _, stats_file = rest.partition(b"\0")
+        try:
+            check_namespace(namespace.decode("ascii"))
+        except (UnicodeDecodeError, CacheError):
+            namespace = b""
+        if head + b"\n" != HELLO or key != self.key or not namespace or len(fds) != len(FDS):
             for fd in fds:
                 os.close(fd)
             return
@@ -151,15 +159,23 @@ class Resident:
             for fd in fds:
                 os.close(fd)
             return
+        ns = namespace.decode("ascii")
         with self._lock:
             self.active += 1
-        threading.Thread(target=self._session, args=(fds, os.fsdecode(stats_file)), daemon=True).start()
+            new = ns not in self.namespaces
+            self.namespaces.add(ns)
+            if new:
+                try:
+                    _describe(self.path, self.opts, sorted(self.namespaces), self.started)
+                except OSError as e:  # only what `gocaas cache residents` shows: serve the go command
+                    _say(f"cannot update {self.path}{INFO}: {e}")
+        threading.Thread(target=self._session, args=(fds, ns, os.fsdecode(stats_file)), daemon=True).start()
 
-    def _session(self, fds: list[int], stats_file: str) -> None:
-        remote = lazy_remote(self.store, self.opts)  # per go command, as a program of its own would have
-        server = Server(
-            self.store, self.opts.namespace, workers=self.opts.workers, stats_file=stats_file, remote=remote
-        )
+    def _session(self, fds: list[int], namespace: str, stats_file: str) -> None:
+        # per go command, as a program of its own would have
+        remote = lazy_remote(self.store, self.opts, namespace)
+        workers = self.opts.workers
+        server = Server(self.store, namespace, workers=workers, stats_file=stats_file, remote=remote)
         server.resident = True
         try:
             self.store.refresh()
@@ -202,7 +218,7 @@ def serve_resident(opts: Options) -> int:
             listener.bind(path)
             listener.listen(64)
             resident = Resident(opts, listener, path)
-            _describe(path, opts)
+            _describe(path, opts, [], resident.started)
             try:
                 resident.run()
             finally:
@@ -221,17 +237,18 @@ INFO = ".info"  # next to the socket: what `gocaas cache residents` shows
 class ResidentInfo:
     """A running resident program, as its info file and lock say."""
 
-    __slots__ = ("namespace", "pid", "read_only", "socket", "started", "store")
+    __slots__ = ("namespaces", "pid", "read_only", "socket", "started", "store")
 
     def __init__(self, socket_path: str, lines: list[str]) -> None:
         self.socket = socket_path
-        self.pid, self.store, self.namespace = int(lines[0]), lines[1], lines[2]
+        self.pid, self.store = int(lines[0]), lines[1]
+        self.namespaces = tuple(ns for ns in lines[2].split(",") if ns)  # served so far
         self.read_only, self.started = lines[3] == "read-only", float(lines[4])
 
 
-def _describe(path: str, opts: Options) -> None:
+def _describe(path: str, opts: Options, namespaces: list[str], started: float) -> None:
     mode = "read-only" if opts.read_only else "read-write"
-    text = f"{os.getpid()}\n{opts.dir}\n{opts.namespace}\n{mode}\n{time.time():.3f}\n"
+    text = f"{os.getpid()}\n{opts.dir}\n{','.join(namespaces)}\n{mode}\n{started:.3f}\n"
     fd, tmp = mktemp(os.path.dirname(path), ".info-")
     try:
         write_all(fd, text.encode())

@@ -195,7 +195,8 @@ def cache_residents(
         bool, typer.Option("--stop", help="End them (each finishes the go commands it serves).")
     ] = False,
 ) -> None:
-    """The resident cache programs (`cacheprog --resident`) this user runs: pid, store, namespace, since."""
+    """The resident cache programs (`cacheprog --resident`) this user runs: pid, store, the namespaces
+    served so far, since when."""
     import time
 
     from gocaas.cache import resident_server
@@ -206,12 +207,13 @@ def cache_residents(
     if not found:
         Console().print("no resident cache programs", highlight=False)
         return
-    table = Table("pid", "store", "namespace", "mode", "running for", "state" if stop else "socket")
+    table = Table("pid", "store", "namespaces", "mode", "running for", "state" if stop else "socket")
     for resident in found:
         age = f"{(time.time() - resident.started) / 60:.0f} min"
         mode = "read-only" if resident.read_only else "read-write"
         last = ("ended" if resident_server.stop(resident) else "still ending") if stop else resident.socket
-        table.add_row(str(resident.pid), resident.store, resident.namespace, mode, age, last)
+        served = ", ".join(resident.namespaces) or "none yet"
+        table.add_row(str(resident.pid), resident.store, served, mode, age, last)
     Console().print(table)
 
 
