@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,9 +21,10 @@ from gocaas.cache.attacher import (
     resident_command,
 )
 from gocaas.cache.command import cacheprog_argv, go_quote
+from gocaas.cache.resident_server import running
 from gocaas.settings import Settings
 from tests.cache.conftest import go_env, read_stats
-from tests.cache.test_resident import IDLE, _hello, _listening, _wait_for
+from tests.cache.test_resident import IDLE, _hello, _listening, _socket, _wait_for
 from tests.conftest import CliFn
 
 GO = Path(shutil.which("go") or "go")
@@ -183,3 +185,45 @@ def test_gocacheprog_prints_what_go_commands_run_by_hand_start(
     assert plain.returncode == 0 and "resident" not in plain.stdout and "launch.py --dir" in plain.stdout
     bad = cli("cache", "gocacheprog", "--max-size", "lots", env=env)
     assert bad.returncode == 2 and "--max-size" in bad.stderr and "lots" in bad.stderr
+
+
+@pytest.mark.parametrize("front", ["python", "attacher"])
+def test_a_stopped_resident_program_loses_its_socket_and_is_replaced(
+    tmp_path: Path, warm_store: Path, runtime: Path, attacher: Path, front: str
+) -> None:
+    if front == "attacher":
+        env, _ = _attached_env(tmp_path, warm_store, runtime, attacher)
+    else:
+        env = go_env(
+            tmp_path,
+            go_quote(_resident_argv(warm_store)),
+            XDG_RUNTIME_DIR=str(runtime),
+            GOCAAS_CACHEPROG_STATS=str(tmp_path / "stats.jsonl"),
+        )
+    first = _hello(tmp_path, env, "first")
+    sock = _socket(warm_store, runtime, "--resident-idle", IDLE)
+    _wait_for(lambda: _listening(sock), "the resident program")
+    (stuck,) = running(str(runtime / "gocaas"))
+    os.kill(stuck.pid, signal.SIGSTOP)
+    try:
+        assert _hello(tmp_path, env, "while stopped") == first, "served after the ack's timeout"
+        assert not sock.exists(), "the next go commands do not wait for it too"
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+    _wait_for(lambda: _lock_free(Path(f"{sock}.lock")), "the stopped one to end (its socket is gone)")
+    assert _hello(tmp_path, env, "again") == first  # starts another
+    _wait_for(lambda: _listening(sock), "a new resident program")
+    assert _hello(tmp_path, env, "served") == first
+    stats = read_stats(tmp_path / "stats.jsonl")
+    assert [s.get("resident", False) for s in stats] == [False, False, False, True], stats
+    assert stats[-1]["pid"] != stuck.pid
+
+
+def _lock_free(path: Path) -> bool:
+    from gocaas.cache.files import lock_file, unlock_file
+
+    fd = lock_file(str(path), wait=False)
+    if fd is None:
+        return False
+    unlock_file(fd)
+    return True

@@ -18,7 +18,8 @@ import (
 )
 
 const (
-	hello         = "gocaas-resident 2\n" // resident.HELLO
+	hello         = "gocaas-resident 3\n" // resident.HELLO
+	ready         = '?'                   // resident.READY
 	ack           = '+'                   // resident.ACK
 	statsEnv      = "GOCAAS_CACHEPROG_STATS"
 	attachTimeout = 2 // seconds: resident.ATTACH_TIMEOUT_S
@@ -30,7 +31,7 @@ func main() {
 	args := os.Args[1:]
 	switch {
 	case len(args) == 2 && args[0] == "handoff":
-		if err := send(args[1], []byte("go"), false); err != nil {
+		if err := handoff(args[1]); err != nil {
 			fail("cannot reach the cache program at " + args[1] + ": " + err.Error())
 		}
 	case len(args) >= 5 && args[0] == "resident":
@@ -45,11 +46,26 @@ func main() {
 	}
 }
 
+// handoff gives the pipes to the program listening at path, which is there for this go command alone.
+func handoff(path string) error {
+	fd, err := dial(path, false)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	return syscall.Sendmsg(fd, []byte("go"), syscall.UnixRights(pipes...), nil, 0)
+}
+
 // attach hands the pipes to the resident program at path, which must hold the key in keyFile, to be served
-// in namespace; whether it took them.
+// in namespace; whether it took them. The pipes go over only once it said it will take them (resident.py
+// says why), and one that does not answer in time loses its socket.
 func attach(path, keyFile, namespace string) bool {
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
+		return false
+	}
+	var before syscall.Stat_t
+	if syscall.Stat(path, &before) != nil {
 		return false
 	}
 	msg := append([]byte(hello), key...)
@@ -57,43 +73,63 @@ func attach(path, keyFile, namespace string) bool {
 	msg = append(msg, namespace...)
 	msg = append(msg, 0)
 	msg = append(msg, os.Getenv(statsEnv)...)
-	return send(path, msg, true) == nil
-}
-
-// send connects to path and sends msg with the pipes; with wantAck, it then waits for the ack (with a
-// timeout, as a hung resident program must not hold the go command up long).
-func send(path string, msg []byte, wantAck bool) error {
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := dial(path, true)
 	if err != nil {
-		return err
+		return false
 	}
 	defer syscall.Close(fd)
-	if wantAck {
+	err = syscall.Sendmsg(fd, msg, nil, nil, 0)
+	if err == nil {
+		err = expect(fd, ready)
+	}
+	if err == syscall.EAGAIN { // SO_RCVTIMEO or SO_SNDTIMEO ran out: stopped, or hung
+		var now syscall.Stat_t
+		if syscall.Stat(path, &now) == nil && now.Ino == before.Ino {
+			syscall.Unlink(path)
+		}
+	}
+	if err != nil {
+		return false
+	}
+	if syscall.Sendmsg(fd, []byte("."), syscall.UnixRights(pipes...), nil, 0) != nil {
+		return false
+	}
+	return expect(fd, ack) == nil
+}
+
+// dial connects to the unix socket at path; with limited, each send and receive waits attachTimeout at most.
+func dial(path string, limited bool) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if limited {
 		limit := syscall.Timeval{Sec: attachTimeout}
 		for _, opt := range []int{syscall.SO_SNDTIMEO, syscall.SO_RCVTIMEO} {
 			if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &limit); err != nil {
-				return err
+				syscall.Close(fd)
+				return -1, err
 			}
 		}
 	}
 	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
-		return err
+		syscall.Close(fd)
+		return -1, err
 	}
-	if err := syscall.Sendmsg(fd, msg, syscall.UnixRights(pipes...), nil, 0); err != nil {
-		return err
-	}
-	if !wantAck {
-		return nil
-	}
-	if err := syscall.Shutdown(fd, syscall.SHUT_WR); err != nil {
-		return err
-	}
+	return fd, nil
+}
+
+// expect reads one byte from fd: nil if it is want.
+func expect(fd int, want byte) error {
 	reply := make([]byte, 1)
 	n, err := syscall.Read(fd, reply)
+	for err == syscall.EINTR { // a signal, not the timeout: the answer may still come
+		n, err = syscall.Read(fd, reply)
+	}
 	if err != nil {
 		return err
 	}
-	if n != 1 || reply[0] != ack {
+	if n != 1 || reply[0] != want {
 		return syscall.ECONNREFUSED // refused: another key, or shutting down
 	}
 	return nil

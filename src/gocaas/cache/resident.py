@@ -18,7 +18,7 @@ directory; a sandboxed go command never sees it (the program gocaas starts for i
 Lean like prog.py (this runs for every go command): os, _socket and zlib only.
 """
 
-# ruff: noqa: PTH100, PTH116, PTH120, PTH208 - os calls: pathlib costs start-up time
+# ruff: noqa: PTH100, PTH108, PTH116, PTH120, PTH208 - os calls: pathlib costs start-up time
 
 from __future__ import annotations
 
@@ -30,8 +30,13 @@ if TYPE_CHECKING:
     from gocaas.cache.options import Options
 
 FDS = (0, 1, 2)
+# The handshake: HELLO, the key, NUL, the namespace, NUL, the stats file; the resident program answers
+# READY if it will serve that; only then do the go command's descriptors go over (with one byte), which it
+# acks. The descriptors are never sent before the answer: sent to a program that is stopped or hung, they
+# would wait in its socket, holding the go command's pipes open and the go command with them, for ever.
+HELLO = b"gocaas-resident 3\n"
+READY = b"?"
 ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
-HELLO = b"gocaas-resident 2\n"  # then the key, NUL, the namespace, NUL, the stats file
 ATTACH_TIMEOUT_S = 2.0  # the resident program acks at once; a hung one must not hold up the go command long
 
 
@@ -81,19 +86,30 @@ def socket_path(key: str, directory: str = "", environ: dict[str, str] | None = 
 def attach(key: str, path: str, stats_file: str, namespace: str = "default") -> bool:
     """Hand this process's stdin, stdout and stderr to the resident program at path; whether it took them
     (then this process only exits). False when none listens there or it refused (another key, shutting
-    down): serve the go command here."""
+    down): serve the go command here. One that does not answer in ATTACH_TIMEOUT_S (stopped, or hung) loses
+    its socket, so that the next go commands do not wait for it too: it ends once it runs again, and the
+    next go command that finds no socket starts another (when the stuck one has let go of its lock)."""
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        inode = os.stat(path).st_ino
         sock.settimeout(ATTACH_TIMEOUT_S)
         sock.connect(path)
+        sock.sendall(HELLO + key.encode() + b"\0" + namespace.encode() + b"\0" + os.fsencode(stats_file))
+        if sock.recv(1) != READY:
+            return False  # another key, or shutting down
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in FDS)
-        payload = HELLO + key.encode() + b"\0" + namespace.encode() + b"\0" + os.fsencode(stats_file)
-        sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        sock.shutdown(_socket.SHUT_WR)
+        sock.sendmsg([b"."], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         return sock.recv(1) == ACK
-    except OSError:  # none there (ENOENT, ECONNREFUSED), gone meanwhile, or too slow
+    except TimeoutError:
+        try:
+            if os.stat(path).st_ino == inode:  # still the one that did not answer, not a replacement
+                os.unlink(path)
+        except OSError:
+            pass
+        return False
+    except OSError:  # none there (ENOENT, ECONNREFUSED), or gone meanwhile
         return False
     finally:
         sock.close()

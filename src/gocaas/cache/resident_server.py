@@ -31,7 +31,7 @@ import time
 from gocaas.cache.files import lock_file, mktemp, place, unlink, unlock_file, write_all
 from gocaas.cache.lazyremote import lazy_remote
 from gocaas.cache.prog import Server
-from gocaas.cache.resident import ACK, FDS, HELLO, resident_key, socket_path
+from gocaas.cache.resident import ACK, FDS, HELLO, READY, resident_key, socket_path
 from gocaas.cache.store import TOUCH_INTERVAL_S, CacheError, Entry, Store, check_namespace
 
 TYPE_CHECKING = False
@@ -136,26 +136,23 @@ class Resident:
             return True
 
     def _take(self, conn: socket.socket) -> None:
-        """Receive one go command's pipes; ack and serve them if the key matches, else drop them."""
+        """Receive one go command's pipes; serve them if the key and namespace are right (resident.py
+        describes the handshake)."""
         conn.settimeout(RECEIVE_TIMEOUT_S)
+        fds: list[int] = []
         try:
-            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(FDS))
-        except OSError:
-            return
-        head, _, rest = data.partition(b"\n")
-        key, _, rest = rest.partition(b"\0")
-        namespace, _, stats_file = rest.partition(b"\0")
-        try:
-            check_namespace(namespace.decode("ascii"))
-        except (UnicodeDecodeError, CacheError):
-            namespace = b""
-        if head + b"\n" != HELLO or key != self.key or not namespace or len(fds) != len(FDS):
-            for fd in fds:
-                os.close(fd)
-            return
-        try:
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(FDS))  # none expected yet
+            head, _, rest = data.partition(b"\n")
+            key, _, rest = rest.partition(b"\0")
+            namespace, _, stats_file = rest.partition(b"\0")
+            if fds or head + b"\n" != HELLO or key != self.key or not _valid(namespace):
+                raise ConnectionRefusedError
+            conn.sendall(READY)
+            _, fds, _, _ = socket.recv_fds(conn, 1, len(FDS))
+            if len(fds) != len(FDS):
+                raise ConnectionRefusedError
             conn.sendall(ACK)
-        except OSError:  # it gave up waiting and serves the go command itself
+        except OSError:  # refused; or it gave up waiting, or went away: it serves the go command itself
             for fd in fds:
                 os.close(fd)
             return
@@ -194,6 +191,14 @@ class Resident:
             with self._lock:
                 self.active -= 1
                 self.last_active = time.monotonic()
+
+
+def _valid(namespace: bytes) -> bool:
+    try:
+        check_namespace(namespace.decode("ascii"))
+    except (UnicodeDecodeError, CacheError):
+        return False
+    return True
 
 
 def _say(message: str) -> None:
