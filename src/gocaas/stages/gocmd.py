@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from gocaas.cache.attacher import find_attacher, resident_command
 from gocaas.cache.command import go_quote
@@ -118,23 +119,34 @@ class AttacherChoice:
     path: Path | None
 
 
-_choosing_attacher = threading.Lock()
+_choosing = threading.Lock()
+Choice = TypeVar("Choice")
+
+
+def chosen_once(ctx: BuildContext, kind: type[Choice], choose: Callable[[], Choice]) -> Choice:
+    """The build's published `kind`, chosen (and published) by its first caller: the test stage runs go
+    commands from two threads, and each choice must be made, and said, once per build."""
+    with _choosing:
+        found: Choice | None = ctx.results.get(kind)
+        if found is None:
+            found = choose()
+            ctx.publish(found)
+    return found
 
 
 def attacher_for(ctx: BuildContext, toolchain: Toolchain) -> Path | None:
     """The compiled attacher of this build's go commands: one choice for the whole build."""
-    with _choosing_attacher:
-        choice = ctx.results.get(AttacherChoice)
-        if choice is None:
-            settings = ctx.settings
-            found = None
-            if settings.cache_attacher:
-                found = find_attacher(settings.helpers_dir, toolchain.go, settings.gocache)
-            if found is not None:
-                ctx.log.line(f"go commands reach their cache program through {found}")
-            choice = AttacherChoice(found)
-            ctx.publish(choice)
-    return choice.path
+
+    def choose() -> AttacherChoice:
+        settings = ctx.settings
+        if not settings.cache_attacher:
+            return AttacherChoice(None)
+        found = find_attacher(settings.helpers_dir, toolchain.go, settings.gocache)
+        if found is not None:
+            ctx.log.line(f"go commands reach their cache program through {found}")
+        return AttacherChoice(found)
+
+    return chosen_once(ctx, AttacherChoice, choose).path
 
 
 def direct_gocacheprog(
@@ -172,9 +184,6 @@ class SandboxChoice:
     bwrap: Path | None
 
 
-_choosing = threading.Lock()
-
-
 def _choose_sandbox(ctx: BuildContext) -> SandboxChoice:
     """At a build's first sandboxed go command: whether it has a sandbox, said in its log or notes."""
     settings = ctx.settings
@@ -187,17 +196,14 @@ def _choose_sandbox(ctx: BuildContext) -> SandboxChoice:
     elif bwrap is not None:
         net = "with" if settings.sandbox_network else "without"
         ctx.log.line(f"go commands run in a bubblewrap sandbox ({bwrap}), {net} the network")
-    choice = SandboxChoice(bwrap)
-    ctx.publish(choice)
-    return choice
+    return SandboxChoice(bwrap)
 
 
 def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path] = ()) -> Sandbox | None:
     """The sandbox of one of this build's go commands (gocaas.go.sandbox), None when builds run without one.
     writable: what this command writes beyond the build's own directories (a build stage's output)."""
     settings = ctx.settings
-    with _choosing:  # the test stage runs go commands from two threads: one note, one choice
-        choice = ctx.results.get(SandboxChoice) or _choose_sandbox(ctx)
+    choice = chosen_once(ctx, SandboxChoice, lambda: _choose_sandbox(ctx))
     if choice.bwrap is None:
         return None
     dirs = ctx.dirs
