@@ -185,6 +185,8 @@ def test_gocacheprog_prints_what_go_commands_run_by_hand_start(
     assert plain.returncode == 0 and "resident" not in plain.stdout and "launch.py --dir" in plain.stdout
     bad = cli("cache", "gocacheprog", "--max-size", "lots", env=env)
     assert bad.returncode == 2 and "--max-size" in bad.stderr and "lots" in bad.stderr
+    internal = cli("cache", "gocacheprog", "--resident-serve", env=env)
+    assert internal.returncode == 2 and "--resident-serve" in internal.stderr, internal.stderr
 
 
 @pytest.mark.parametrize("front", ["python", "attacher"])
