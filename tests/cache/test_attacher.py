@@ -209,23 +209,24 @@ def test_a_stopped_resident_program_loses_its_socket_and_is_replaced(
     os.kill(stuck.pid, signal.SIGSTOP)
     try:
         assert _hello(tmp_path, env, "while stopped") == first, "served after the ack's timeout"
-        assert not sock.exists(), "the next go commands do not wait for it too"
+        # That go command took the stuck one's socket and lock, and started another beside it.
+        _wait_for(lambda: _listening(sock), "a replacement, while the stuck one is still stopped")
+        assert _hello(tmp_path, env, "served") == first
+        (replacement,) = running(str(runtime / "gocaas"))
+        assert replacement.pid != stuck.pid
     finally:
         os.kill(stuck.pid, signal.SIGCONT)
-    _wait_for(lambda: _lock_free(Path(f"{sock}.lock")), "the stopped one to end (its socket is gone)")
-    assert _hello(tmp_path, env, "again") == first  # starts another
-    _wait_for(lambda: _listening(sock), "a new resident program")
-    assert _hello(tmp_path, env, "served") == first
+    _wait_for(lambda: not _alive(stuck.pid), "the stuck one to end once it runs (its socket is gone)")
+    assert [r.pid for r in running(str(runtime / "gocaas"))] == [replacement.pid], "it left the new one's"
+    assert _hello(tmp_path, env, "after") == first
     stats = read_stats(tmp_path / "stats.jsonl")
-    assert [s.get("resident", False) for s in stats] == [False, False, False, True], stats
-    assert stats[-1]["pid"] != stuck.pid
+    assert [s.get("resident", False) for s in stats] == [False, False, True, True], stats
+    assert stats[2]["pid"] == stats[3]["pid"] == replacement.pid
 
 
-def _lock_free(path: Path) -> bool:
-    from gocaas.cache.files import lock_file, unlock_file
-
-    fd = lock_file(str(path), wait=False)
-    if fd is None:
+def _alive(pid: int) -> bool:
+    """Running, or stopped: not gone and not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] != "Z"
+    except FileNotFoundError:
         return False
-    unlock_file(fd)
-    return True

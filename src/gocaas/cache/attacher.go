@@ -58,7 +58,7 @@ func handoff(path string) error {
 
 // attach hands the pipes to the resident program at path, which must hold the key in keyFile, to be served
 // in namespace; whether it took them. The pipes go over only once it said it will take them (resident.py
-// says why), and one that does not answer in time loses its socket.
+// says why), and one that does not answer in time loses its socket and lock.
 func attach(path, keyFile, namespace string) bool {
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -84,8 +84,9 @@ func attach(path, keyFile, namespace string) bool {
 	}
 	if err == syscall.EAGAIN { // SO_RCVTIMEO or SO_SNDTIMEO ran out: stopped, or hung
 		var now syscall.Stat_t
-		if syscall.Stat(path, &now) == nil && now.Ino == before.Ino {
+		if syscall.Stat(path, &now) == nil && now.Ino == before.Ino { // resident.forsake
 			syscall.Unlink(path)
+			syscall.Unlink(path + ".lock")
 		}
 	}
 	if err != nil {

@@ -37,6 +37,7 @@ FDS = (0, 1, 2)
 HELLO = b"gocaas-resident 3\n"
 READY = b"?"
 ACK = b"+"  # the resident program took the go command: from here on it alone answers on the pipes
+LOCK = ".lock"  # next to the socket: held by the resident program listening there
 ATTACH_TIMEOUT_S = 2.0  # the resident program acks at once; a hung one must not hold up the go command long
 
 
@@ -87,8 +88,8 @@ def attach(key: str, path: str, stats_file: str, namespace: str = "default") -> 
     """Hand this process's stdin, stdout and stderr to the resident program at path; whether it took them
     (then this process only exits). False when none listens there or it refused (another key, shutting
     down): serve the go command here. One that does not answer in ATTACH_TIMEOUT_S (stopped, or hung) loses
-    its socket, so that the next go commands do not wait for it too: it ends once it runs again, and the
-    next go command that finds no socket starts another (when the stuck one has let go of its lock)."""
+    its socket and lock (forsake), so that the next go commands do not wait for it too: the next one that
+    finds no socket starts another, and the stuck one ends once it runs again."""
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -103,16 +104,25 @@ def attach(key: str, path: str, stats_file: str, namespace: str = "default") -> 
         sock.sendmsg([b"."], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         return sock.recv(1) == ACK
     except TimeoutError:
-        try:
-            if os.stat(path).st_ino == inode:  # still the one that did not answer, not a replacement
-                os.unlink(path)
-        except OSError:
-            pass
+        forsake(path, inode)
         return False
     except OSError:  # none there (ENOENT, ECONNREFUSED), or gone meanwhile
         return False
     finally:
         sock.close()
+
+
+def forsake(path: str, inode: int) -> None:
+    """Take the socket at path, and its lock, from the resident program that did not answer on it, unless
+    it is a replacement's (another inode) by now. Without its lock, which it holds until it runs again,
+    a new resident program can start beside it (resident_server.take_lock)."""
+    try:
+        if os.stat(path).st_ino != inode:
+            return
+        os.unlink(path)
+        os.unlink(path + LOCK)
+    except OSError:
+        pass
 
 
 def spawn(opts: Options, runtime_dir: str, log: str) -> None:

@@ -14,7 +14,8 @@ Why memory is safe here:
 
 It exits after --resident-idle seconds without a go command (default options.RESIDENT_IDLE_S), when its
 store's directory is gone, or when its socket is (removed or replaced: nobody can reach it any more); one
-flock per socket keeps a second one from starting beside it.
+flock per socket keeps a second one from starting beside it (a go command that finds it stopped or hung
+takes both socket and lock away, so that another can start: resident.forsake).
 """
 
 # ruff: noqa: PTH108, PTH112, PTH116, PTH120, PTH123, PTH208 - str paths and os calls, as in the rest of the package
@@ -31,7 +32,7 @@ import time
 from gocaas.cache.files import lock_file, mktemp, place, unlink, unlock_file, write_all
 from gocaas.cache.lazyremote import lazy_remote
 from gocaas.cache.prog import Server
-from gocaas.cache.resident import ACK, FDS, HELLO, READY, resident_key, socket_path
+from gocaas.cache.resident import ACK, FDS, HELLO, LOCK, READY, resident_key, socket_path
 from gocaas.cache.store import TOUCH_INTERVAL_S, CacheError, Entry, Store, check_namespace
 
 TYPE_CHECKING = False
@@ -213,7 +214,7 @@ def serve_resident(opts: Options) -> int:
     if path is None:
         _say("no private runtime directory for the socket")
         return 1
-    lock = lock_file(path + ".lock", wait=False)
+    lock = take_lock(path + LOCK)
     if lock is None:
         return 0  # another one started first
     os.chdir("/")  # not the first go command's module directory, which it would keep busy for its life
@@ -230,10 +231,38 @@ def serve_resident(opts: Options) -> int:
                 with contextlib.suppress(OSError):  # unless replaced: remove ours before the lock goes
                     if os.stat(path).st_ino == resident.inode:
                         os.unlink(path)
-                unlink(path + INFO)
+                _remove_info(path + INFO)
     finally:
         unlock_file(lock)
     return 0
+
+
+def take_lock(path: str) -> int | None:
+    """The flock that makes this the one resident program at its socket, or None if another holds it. A go
+    command that found the holder stopped or hung removed the lock file with the socket (resident.forsake),
+    so a lock won on a file no longer at path (from before that, released since) is not it."""
+    fd = lock_file(path, wait=False)
+    if fd is None:
+        return None
+    try:
+        held, there = os.fstat(fd), os.stat(path)
+        if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
+            return fd
+    except OSError:
+        pass
+    unlock_file(fd)
+    return None
+
+
+def _remove_info(path: str) -> None:
+    """Remove this program's info file, unless a replacement's is there by now (its pid on the first line)."""
+    try:
+        with open(path, encoding="utf-8") as info:
+            if info.readline().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 INFO = ".info"  # next to the socket: what `gocaas cache residents` shows
@@ -273,7 +302,7 @@ def running(directory: str) -> list[ResidentInfo]:
         if not (name.startswith("cp-") and name.endswith(".sock")):
             continue
         path = f"{directory}/{name}"
-        fd = lock_file(path + ".lock", wait=False)
+        fd = lock_file(path + LOCK, wait=False)
         if fd is not None:  # nobody holds it: a leftover
             unlock_file(fd)
             continue
@@ -290,7 +319,7 @@ def stop(resident: ResidentInfo, timeout: float = 5.0) -> bool:
     unlink(resident.socket)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        fd = lock_file(resident.socket + ".lock", wait=False)
+        fd = lock_file(resident.socket + LOCK, wait=False)
         if fd is not None:
             unlock_file(fd)
             return True
