@@ -170,6 +170,39 @@ def test_status_counts_requests(client: Client) -> None:
     assert counters["bytes_in"] == len(BODY) and counters["bytes_out"] >= len(BODY)
 
 
+def test_metrics_for_prometheus(live_server: Callable[..., LiveServer]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = live_server(read_token=READ_TOKEN, max_size=1 << 30)
+    client = Client(server)
+    assert client("GET", "/metrics", token=None)[0] == 401
+    assert client.put_object() == 201
+    assert client.put_entry("team-a") == 201
+    for ns in ("team-a", "team-a", "team-b"):
+        client("GET", f"/v1/{ns}/ac/{AID}")
+
+    status, headers, body = client("GET", "/metrics", token=READ_TOKEN)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((f"gocaas_cache_server_{name}", tuple(sorted(labels.items()))))
+
+    assert value("requests_total") == 7, "this scrape and the refused one included"
+    assert value("puts_total") == 2 and value("bytes_in_total") == len(BODY)
+    assert value("ac_hits_total") == 2 and value("ac_misses_total") == 1
+    assert value("action_hits_total", namespace="team-a") == 2
+    assert value("action_misses_total", namespace="team-b") == 1
+    assert value("action_misses_total", namespace="team-a") is None
+    assert value("action_puts_total", namespace="team-a") == 1
+    assert value("store_bytes") is not None and value("store_bytes") >= len(BODY)
+    assert value("store_budget_bytes") == 1 << 30
+
+
 def test_keep_alive_and_connection_reuse(client: Client) -> None:
     for _ in range(50):
         assert client("GET", f"/v1/cas/{OID}")[0] == 404

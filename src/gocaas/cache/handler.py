@@ -86,6 +86,11 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         if path == "/healthz":
             return self._send(200, b"ok\n", "text/plain")
+        if path == "/metrics" and method == "GET":
+            from gocaas.cache.server_metrics import exposition
+
+            self._authorize()
+            return self._send(200, *exposition(self.server))
         parts = path.split("/")
         if len(parts) < 3 or parts[1] != "v1":
             raise HTTPError(404, f"no such path {path[:200]!r}")
@@ -174,10 +179,10 @@ class Handler(BaseHTTPRequestHandler):
     def _get_entry(self, namespace: str, action_id: bytes) -> None:
         found = self.server.store.lookup(namespace, action_id)
         if found is None:
-            self.server.count(ac_misses=1)
+            self.server.count(namespace, ac_misses=1)
             raise HTTPError(404, f"no entry for action {action_id.hex()} in {namespace}")
         entry, path = found
-        self.server.count(ac_hits=1)
+        self.server.count(namespace, ac_hits=1)
         headers = {
             "X-Gocaas-Output-Id": entry.output_id.hex(),
             "X-Gocaas-Size": str(entry.size),
@@ -236,7 +241,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise HTTPError(403, f"entry not signed by a key this server trusts ({verdict})")
         now = time.time_ns()
         store.put_entry(namespace, action_id, output_id, osize, min(time_ns or now, now), signature)
-        self.server.count(puts=1)
+        self.server.count(namespace, puts=1)
         self._json(201, {"output_id": output_id.hex(), "size": osize})
 
     # -- traces and packs (traces.py, prefetch.py)

@@ -21,6 +21,9 @@
                                              the bytes ("<output> -1\n" if absent), and ends with the
                                              connection. How a worker prefetches a manifest (prefetch.py).
     GET      /v1/status                      request counters (JSON).  GET /healthz: "ok", no token needed.
+    GET      /metrics                        the same counters, action lookups by namespace and the store's
+                                             size and budget, for Prometheus (server_metrics.py); a token
+                                             needed, a read token will do.
 
 Every /v1 request carries `Authorization: Bearer <token>` (compared in constant time; 401 without it or with a
 wrong one). The write token may read and write; an optional read token only reads (403 on PUT), as does every
@@ -53,6 +56,8 @@ from gocaas.cache.traces import TraceStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from gocaas.cache.signing import EntryVerifier
 
 TOKEN_ENV = "GOCAAS_CACHE_TOKEN"
@@ -100,6 +105,8 @@ class CacheHTTPServer(ThreadingHTTPServer):
             self.verifier = EntryVerifier(keys)
         self.counters = dict.fromkeys(("requests", "ac_hits", "ac_misses", "cas_gets", "puts", "refused"), 0)
         self.counters |= {"bytes_in": 0, "bytes_out": 0, "errors": 0, "manifests": 0, "packs": 0}
+        self.namespace_counters: dict[tuple[str, str], int] = {}  # (namespace, counter): for /metrics
+        self.metrics_registry: CollectorRegistry | None = None  # made at the first scrape (server_metrics.py)
         self.traces = TraceStore(store)
         self.lock = threading.Lock()
         self._gc_running = threading.Lock()
@@ -110,10 +117,14 @@ class CacheHTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
-    def count(self, **deltas: int) -> None:
+    def count(self, namespace: str | None = None, **deltas: int) -> None:
+        """Add to the counters; with namespace, to that namespace's too."""
         with self.lock:
             for name, delta in deltas.items():
                 self.counters[name] += delta
+                if namespace is not None:
+                    key = (namespace, name)
+                    self.namespace_counters[key] = self.namespace_counters.get(key, 0) + delta
 
     def maybe_gc(self) -> None:
         if self.store.over_budget and self._gc_running.acquire(False):

@@ -369,6 +369,15 @@ class Store:
             self.over_budget = True
         return total
 
+    def usage_estimate(self) -> int:
+        """The shared usage estimate plus what this process added since it last flushed; nothing written."""
+        try:
+            with open(self.usage_file, "rb") as f:
+                shared = int(f.read(64) or b"0")
+        except (OSError, ValueError):
+            shared = 0
+        return shared + self.added
+
     def add_usage(self, added: int) -> int:
         """Add bytes to the usage estimate (a file shared by all processes, under a lock); return it."""
         os.makedirs(self.root, exist_ok=True)
