@@ -91,25 +91,25 @@ def test_gc_drops_dangling_entries_and_stale_temp_files(tmp_path: Path) -> None:
 def test_usage_estimate_marks_the_store_over_budget(tmp_path: Path) -> None:
     store = Store(tmp_path / "s", max_size=100 * KB)
     _fill(store, 5)  # accounted as it goes: every tenth of the budget
-    assert store.add_usage(0) == 50 * KB and not store.over_budget
+    assert store.usage.add(0) == 50 * KB and not store.over_budget
     _fill(store, 5, start=0)  # the same objects again: nothing new
-    assert store.add_usage(0) == 50 * KB
+    assert store.usage.add(0) == 50 * KB
     _fill(store, 6, start=5)
     assert store.over_budget
     gc(store, 90 * KB, min_age_s=0)
     assert not store.over_budget
-    assert store.add_usage(0) == usage(store) <= 90 * KB
+    assert store.usage.add(0) == usage(store) <= 90 * KB
 
 
 def test_bytes_added_while_a_gc_scans_are_kept_in_the_estimate(tmp_path: Path) -> None:
     # A gc measures the store by scanning it; writers that add meanwhile must not be forgotten, or the
     # estimate stays low and the store grows past its budget unnoticed.
     store = Store(tmp_path / "s", max_size=100 * KB)
-    store.set_usage(40 * KB)
-    before = store.add_usage(0)
-    store.add_usage(30 * KB)  # another process's puts, landing after the scan began
-    assert store.replace_usage(40 * KB, before) == 70 * KB
-    assert store.replace_usage(10 * KB, store.add_usage(0)) == 10 * KB  # nothing added meanwhile
+    store.usage.write(40 * KB)
+    before = store.usage.add(0)
+    store.usage.add(30 * KB)  # another process's puts, landing after the scan began
+    assert store.usage.replace(40 * KB, before) == 70 * KB
+    assert store.usage.replace(10 * KB, store.usage.add(0)) == 10 * KB  # nothing added meanwhile
 
 
 def test_verify_on_a_sound_store(tmp_path: Path) -> None:

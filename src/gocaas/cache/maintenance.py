@@ -117,7 +117,7 @@ def gc(
     if lock is None:
         return GCResult(ran=False)
     try:
-        estimate_before = store.add_usage(0)  # puts landing during the scan are added on top of it
+        estimate_before = store.usage.add(0)  # puts landing during the scan are added on top of it
         now = time.time()
         young = now - min_age
         result = GCResult()
@@ -150,7 +150,7 @@ def gc(
         result.total_after = total
         if result.removed_objects or result.removed_actions:
             store.bump_epoch()
-        estimate = store.replace_usage(total, estimate_before)
+        estimate = store.usage.replace(total, estimate_before)
         # Over again only if writers added while it ran (the owner then runs another gc at its next check);
         # not for young files it may not evict, or every put would start a gc.
         store.over_budget = store.max_size is not None and estimate > max(store.max_size, total)

@@ -26,7 +26,8 @@ oldest mtime but never a file younger than `min_age`. That is how a DiskPath han
 outlives its `close`: keep `min_age` above the longest go command plus TOUCH_INTERVAL_S (the default, 2 h,
 covers gocaas's 1 h build timeout). See maintenance.py.
 
-This module imports only os, time and files.py at load: the GOCACHEPROG program starts with every go command.
+This module imports only os, time, files.py and usage_file.py at load: the GOCACHEPROG program starts
+with every go command.
 """
 
 # str paths and os calls on purpose: this runs inside every go command, and pathlib costs import time
@@ -42,15 +43,14 @@ from binascii import unhexlify
 
 from gocaas.cache.files import (
     ObjectWriter,
-    lock_file,
     mktemp,
     place,
     sha256,
     touch,
     unlink,
-    unlock_file,
     write_all,
 )
+from gocaas.cache.usage_file import UsageFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Store:
         self.objects_dir = os.path.join(self.root, "objects")
         self.actions_dir = os.path.join(self.root, "actions")
         self.tmp_dir = os.path.join(self.root, "tmp")
-        self.usage_file = os.path.join(self.root, "usage")
+        self.usage = UsageFile(os.path.join(self.root, "usage"))
         self.epoch_file = os.path.join(self.root, "epoch")
         self.added = 0  # bytes of new files this process wrote and has not yet added to the usage estimate
         self.over_budget = False  # set when the usage estimate passed max_size; the owner runs gc
@@ -364,64 +364,14 @@ class Store:
     def flush_usage(self) -> int:
         """Add this process's new bytes to the shared usage estimate; return the estimate."""
         added, self.added = self.added, 0
-        total = self.add_usage(added)
+        total = self.usage.add(added)
         if self.max_size is not None and total > self.max_size:
             self.over_budget = True
         return total
 
     def usage_estimate(self) -> int:
         """The shared usage estimate plus what this process added since it last flushed; nothing written."""
-        try:
-            with open(self.usage_file, "rb") as f:
-                shared = int(f.read(64) or b"0")
-        except (OSError, ValueError):
-            shared = 0
-        return shared + self.added
-
-    def add_usage(self, added: int) -> int:
-        """Add bytes to the usage estimate (a file shared by all processes, under a lock); return it."""
-        os.makedirs(self.root, exist_ok=True)
-        fd = lock_file(self.usage_file)
-        try:
-            try:
-                total = int(os.read(fd, 64) or b"0") + added
-            except ValueError:
-                total = added
-            _rewrite(fd, total)
-            return total
-        finally:
-            unlock_file(fd)
-
-    def set_usage(self, total: int) -> None:
-        os.makedirs(self.root, exist_ok=True)
-        fd = lock_file(self.usage_file)
-        try:
-            _rewrite(fd, total)
-        finally:
-            unlock_file(fd)
-
-    def replace_usage(self, measured: int, estimate_before: int) -> int:
-        """After a gc measured `measured` bytes by scanning: the new estimate is that plus what other
-        writers added to the shared estimate since it read `estimate_before` (their files may have landed
-        after the scan saw the directory). Returns the new estimate."""
-        os.makedirs(self.root, exist_ok=True)
-        fd = lock_file(self.usage_file)
-        try:
-            try:
-                current = int(os.read(fd, 64) or b"0")
-            except ValueError:
-                current = estimate_before
-            total = measured + max(0, current - estimate_before)
-            _rewrite(fd, total)
-            return total
-        finally:
-            unlock_file(fd)
-
-
-def _rewrite(fd: int, total: int) -> None:
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{total}\n".encode())
+        return self.usage.read() + self.added
 
 
 def _parse_entry(raw: bytes) -> Entry | None:
