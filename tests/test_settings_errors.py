@@ -117,6 +117,27 @@ def test_bad_schemes_name_the_variable(monkeypatch: pytest.MonkeyPatch, value: s
     assert "GOCAAS_GIT_ALLOWED_SCHEMES: not a " in err
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("4G", 4 << 30), ("512MiB", 512 << 20), ("0", 0), ("1073741824", 1 << 30)],
+)
+def test_build_memory_limit_takes_sizes(monkeypatch: pytest.MonkeyPatch, value: str, expected: int) -> None:
+    monkeypatch.setenv("GOCAAS_BUILD_MEMORY_LIMIT", value)
+    settings = Settings()
+    assert settings.build_memory_limit == expected
+    assert settings.effective_build_memory_limit() == (expected or None)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"), [("lots", "bad size 'lots'"), ("1M", "too little for go"), ("-5G", "bad size")]
+)
+def test_bad_build_memory_limit_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, said: str
+) -> None:
+    err = bad_settings(monkeypatch, GOCAAS_BUILD_MEMORY_LIMIT=value)
+    assert "GOCAAS_BUILD_MEMORY_LIMIT" in err and said in err, err
+
+
 def test_garbage_test_tiers_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     err = bad_settings(monkeypatch, GOCAAS_TEST_TIERS="garbage")
     assert "GOCAAS_TEST_TIERS: not a JSON list of tiers" in err

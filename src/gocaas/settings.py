@@ -30,6 +30,7 @@ from gocaas.spec import TestTier
 # No timeout, delay or interval is longer than this (30 days): larger ones overflow the clocks and
 # timestamps they end up in.
 MAX_SECONDS = 30 * 24 * 3600
+MIN_BUILD_MEMORY = 64 << 20  # below this, go itself cannot run
 _SCHEME_RE = r"^[a-z][a-z0-9+.-]{0,31}$"
 
 
@@ -182,6 +183,12 @@ class Settings(BaseSettings):
     build_timeout: float = Field(
         default=3600.0, gt=0, le=MAX_SECONDS, description="Seconds for one whole build."
     )
+    # Per-build resource limits (gocaas.go.cgroups): a build's go commands, and all they start, run in a
+    # cgroup of the build's own. "auto" when this machine lets gocaas make one, "on" fails a build that
+    # cannot have one. Memory in bytes or with a unit (10G); default 3/4 of what the machine gives; 0: none.
+    build_limits: Literal["auto", "on", "off"] = "auto"
+    build_memory_limit: int | None = Field(default=None, ge=0)
+    build_pids_limit: int = Field(default=4096, ge=0, description="Processes and threads; 0: none.")
 
     # The service (`gocaas serve`).
     server_executor: str = Field(default="local", description="What runs builds: local worker processes.")
@@ -314,6 +321,17 @@ class Settings(BaseSettings):
                     raise ValueError(f"a tier's timeout should be at most {MAX_SECONDS} s: {raw!r}")
         return value
 
+    @field_validator("build_memory_limit", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from gocaas.cache.options import parse_size
+
+            value = parse_size(value)  # its ValueError names the text
+        if isinstance(value, int) and 0 < value < MIN_BUILD_MEMORY:
+            raise ValueError(f"{value} bytes is too little for go itself: 0 (no limit) or at least 64M")
+        return value
+
     @field_validator("pip_index_url", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: Any) -> Any:
@@ -377,6 +395,15 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.home / "uploads"
+
+    def effective_build_memory_limit(self) -> int | None:
+        """The memory limit of one build in bytes (None: none): build_memory_limit, or 3/4 of the memory
+        this machine gives gocaas."""
+        if self.build_memory_limit is not None:
+            return self.build_memory_limit or None
+        from gocaas.resources import total_memory
+
+        return max(MIN_BUILD_MEMORY, total_memory() * 3 // 4)
 
     def effective_cores(self) -> int:
         from gocaas.resources import available_cpus

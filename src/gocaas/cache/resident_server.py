@@ -34,6 +34,7 @@ from gocaas.cache.lazyremote import lazy_remote
 from gocaas.cache.prog import Server
 from gocaas.cache.resident import ACK, FDS, HELLO, LOCK, READY, resident_key, socket_path
 from gocaas.cache.store import TOUCH_INTERVAL_S, CacheError, Entry, Store, check_namespace
+from gocaas.go.cgroups import leave_build_cgroup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,6 +219,7 @@ def serve_resident(opts: Options) -> int:
     if lock is None:
         return 0  # another one started first
     os.chdir("/")  # not the first go command's module directory, which it would keep busy for its life
+    leave_build_cgroup()  # it serves every build: not one build's limits, nor a reason to keep its cgroup
     try:
         with socket.socket(socket.AF_UNIX) as listener:
             unlink(path)  # left by one that was killed: we hold the lock, so nobody else is using it

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from gocaas.errors import InfraError
+from gocaas.go.cgroups import BuildCgroup
 from gocaas.go.env import check_flags
 from gocaas.go.reaper import REAPER
 from gocaas.go.sandbox import Sandbox
@@ -78,9 +79,10 @@ def run_command(
     on_line: LineSink | None = None,
     on_stdout: LineSink | None = None,
     what: str | None = None,
+    cgroup: BuildCgroup | None = None,
 ) -> CommandResult:
-    """Run a program to completion; stderr lines go to on_line, stdout lines to on_stdout as they come.
-    Raises InfraError on timeout or a death by signal."""
+    """Run a program to completion; stderr lines go to on_line, stdout lines to on_stdout as they come; in
+    cgroup, with all it starts, if one is given. Raises InfraError on timeout or a death by signal."""
     label = what or " ".join(args[:3])
     start = time.monotonic()
     try:
@@ -98,6 +100,8 @@ def run_command(
     except OSError as exc:
         raise InfraError(f"cannot run {args[0]}: {exc}", kind="toolchain") from exc
     REAPER.watch(proc.pid)  # its session's group: killed if gocaas dies before it has waited for it
+    if cgroup is not None:
+        cgroup.adopt(proc.pid)
     with _running_lock:
         _running.add(proc)
     out: list[str] = []
@@ -176,8 +180,9 @@ def run_go(
     on_line: LineSink | None = None,
     on_stdout: LineSink | None = None,
     sandbox: Sandbox | None = None,
+    cgroup: BuildCgroup | None = None,
 ) -> CommandResult:
-    """Run `go ARGS...` with the environment from gocaas.go.env, in the sandbox if one is given."""
+    """Run `go ARGS...` with the environment from gocaas.go.env, in the sandbox and cgroup if given."""
     check_flags(args)
     check_flags(env.get("GOFLAGS", "").split())
     argv = [str(go), *args]
@@ -189,4 +194,5 @@ def run_go(
         on_line=on_line,
         on_stdout=on_stdout,
         what=f"go {' '.join(args[:2])}",
+        cgroup=cgroup,
     )

@@ -31,6 +31,7 @@ from gocaas.report.model import (
 from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
 from gocaas.stages.gocmd import CACHE_STATS, SandboxChoice, SourceResult, ToolchainResult
+from gocaas.stages.limits import LimitHit, LimitsChoice, blame_limit, release
 from gocaas.stages.results import BuildResult, PackageResult, TestStageResult
 from gocaas.stages.reuse import ResultHit, ResultKey, ReuseStage
 from gocaas.stages.source import SourceStage
@@ -117,60 +118,67 @@ def _run(
     results: dict[type, object] = {}
 
     names = [stage.name for stage in stages]
-    for index, stage in enumerate(stages):
-        hit = results.get(ResultHit)
-        passed_over = (
-            f"reused build {hit.cached.document.get('build_id')}'s result"
-            if hit is not None
-            else f"the {failure.stage} stage failed"
-            if failure is not None
-            else None
-        )
-        if passed_over is not None:
-            records.append(StageRecord(name=stage.name, status=StageStatus.SKIPPED, skip_reason=passed_over))
+    try:
+        for index, stage in enumerate(stages):
+            hit = results.get(ResultHit)
+            passed_over = (
+                f"reused build {hit.cached.document.get('build_id')}'s result"
+                if hit is not None
+                else f"the {failure.stage} stage failed"
+                if failure is not None
+                else None
+            )
+            if passed_over is not None:
+                skipped = StageRecord(name=stage.name, status=StageStatus.SKIPPED, skip_reason=passed_over)
+                records.append(skipped)
+                sink(StageFinished(records[-1]))
+                continue
+            log = StageLog(stage.name, dirs.logs / f"{index:02d}-{stage.name}.log", sink)
+            ctx = BuildContext(
+                build_id, spec, settings, dirs, out_dir, start + settings.build_timeout, log, results, names
+            )
+            sink(StageStarted(stage.name))
+            stage_start = time.monotonic()
+            status, skip_reason = StageStatus.OK, None
+            try:
+                result = stage.run(ctx)
+                if result is not None:
+                    results[type(result)] = result
+            except Skip as skip:
+                status, skip_reason = StageStatus.SKIPPED, skip.reason
+                log.line(f"skipped: {skip.reason}")
+            except Exception as exc:  # every failure is classified, a bug included (as infrastructure)
+                if not isinstance(exc, GocaasError):
+                    log.line(traceback.format_exc())
+                    exc = InfraError(f"internal error in the {stage.name} stage: {exc!r}", kind="internal")
+                limit_hit = results.get(LimitHit)
+                exc = blame_limit(exc, limit_hit if isinstance(limit_hit, LimitHit) else None, stage.name)
+                status = StageStatus.FAILED
+                log.line(f"failed ({exc.failure_class}/{exc.kind}): {exc.message}")
+                failure = Failure(
+                    failure_class=exc.failure_class,
+                    kind=exc.kind,
+                    stage=stage.name,
+                    message=exc.message,
+                    diagnostics=list(exc.diagnostics),
+                )
+                exit_code = exc.exit_code
+            finally:
+                log.close()
+            records.append(
+                StageRecord(
+                    name=stage.name,
+                    status=status,
+                    skip_reason=skip_reason,
+                    duration_s=round(time.monotonic() - stage_start, 3),
+                    log_path=str(log.path),
+                    notes=log.notes,
+                )
+            )
             sink(StageFinished(records[-1]))
-            continue
-        log = StageLog(stage.name, dirs.logs / f"{index:02d}-{stage.name}.log", sink)
-        ctx = BuildContext(
-            build_id, spec, settings, dirs, out_dir, start + settings.build_timeout, log, results, names
-        )
-        sink(StageStarted(stage.name))
-        stage_start = time.monotonic()
-        status, skip_reason = StageStatus.OK, None
-        try:
-            result = stage.run(ctx)
-            if result is not None:
-                results[type(result)] = result
-        except Skip as skip:
-            status, skip_reason = StageStatus.SKIPPED, skip.reason
-            log.line(f"skipped: {skip.reason}")
-        except Exception as exc:  # every failure is classified, a bug included (as infrastructure)
-            if not isinstance(exc, GocaasError):
-                log.line(traceback.format_exc())
-                exc = InfraError(f"internal error in the {stage.name} stage: {exc!r}", kind="internal")
-            status = StageStatus.FAILED
-            log.line(f"failed ({exc.failure_class}/{exc.kind}): {exc.message}")
-            failure = Failure(
-                failure_class=exc.failure_class,
-                kind=exc.kind,
-                stage=stage.name,
-                message=exc.message,
-                diagnostics=list(exc.diagnostics),
-            )
-            exit_code = exc.exit_code
-        finally:
-            log.close()
-        records.append(
-            StageRecord(
-                name=stage.name,
-                status=status,
-                skip_reason=skip_reason,
-                duration_s=round(time.monotonic() - stage_start, 3),
-                log_path=str(log.path),
-                notes=log.notes,
-            )
-        )
-        sink(StageFinished(records[-1]))
+    finally:  # what the build left running in its cgroup ends with it
+        limits = results.get(LimitsChoice)
+        release(limits if isinstance(limits, LimitsChoice) else None)
 
     hit = results.get(ResultHit)
     if isinstance(hit, ResultHit):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -21,6 +22,7 @@ from gocaas.settings import Settings
 from gocaas.spec import BuildSpec
 
 R = TypeVar("R")
+_choosing = threading.Lock()  # BuildContext.once
 
 
 class Skip(Exception):
@@ -88,6 +90,17 @@ class BuildContext:
             return self.results[kind]  # type: ignore[no-any-return]
         except KeyError:
             raise RuntimeError(f"stage order: {kind.__name__} is not available yet") from None
+
+    def once(self, kind: type[R], choose: Callable[[], R]) -> R:
+        """The build's published `kind`, chosen (and published) by its first caller: the test stage runs go
+        commands from two threads, and a choice for the whole build (its sandbox, its cgroup) must be made,
+        and said, once."""
+        with _choosing:
+            found: R | None = self.results.get(kind)
+            if found is None:
+                found = choose()
+                self.publish(found)
+        return found
 
     def remaining(self) -> float:
         """Seconds left before the build's deadline; past it, the build has timed out."""

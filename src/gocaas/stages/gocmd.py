@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 from gocaas.cache.attacher import find_attacher, resident_command
 from gocaas.cache.command import go_quote
@@ -27,6 +25,7 @@ from gocaas.pipeline.stage import BuildContext
 from gocaas.settings import Settings
 from gocaas.source import Workspace
 from gocaas.spec import BuildOptions, Target
+from gocaas.stages.limits import cgroup_for, check_limits, counters
 
 
 @dataclass(frozen=True)
@@ -119,21 +118,6 @@ class AttacherChoice:
     path: Path | None
 
 
-_choosing = threading.Lock()
-Choice = TypeVar("Choice")
-
-
-def chosen_once(ctx: BuildContext, kind: type[Choice], choose: Callable[[], Choice]) -> Choice:
-    """The build's published `kind`, chosen (and published) by its first caller: the test stage runs go
-    commands from two threads, and each choice must be made, and said, once per build."""
-    with _choosing:
-        found: Choice | None = ctx.results.get(kind)
-        if found is None:
-            found = choose()
-            ctx.publish(found)
-    return found
-
-
 def attacher_for(ctx: BuildContext, toolchain: Toolchain) -> Path | None:
     """The compiled attacher of this build's go commands: one choice for the whole build."""
 
@@ -146,7 +130,7 @@ def attacher_for(ctx: BuildContext, toolchain: Toolchain) -> Path | None:
             ctx.log.line(f"go commands reach their cache program through {found}")
         return AttacherChoice(found)
 
-    return chosen_once(ctx, AttacherChoice, choose).path
+    return ctx.once(AttacherChoice, choose).path
 
 
 def direct_gocacheprog(
@@ -203,7 +187,7 @@ def sandbox_for(ctx: BuildContext, toolchain: Toolchain, writable: Sequence[Path
     """The sandbox of one of this build's go commands (gocaas.go.sandbox), None when builds run without one.
     writable: what this command writes beyond the build's own directories (a build stage's output)."""
     settings = ctx.settings
-    choice = chosen_once(ctx, SandboxChoice, lambda: _choose_sandbox(ctx))
+    choice = ctx.once(SandboxChoice, lambda: _choose_sandbox(ctx))
     if choice.bwrap is None:
         return None
     dirs = ctx.dirs
@@ -293,6 +277,9 @@ def go(
     root = ctx.need(SourceResult).workspace.root
     prefix = f"[{target}] " if target is not None else ""
     sandbox = sandbox_for(ctx, toolchain, (root, *writable)) if sandboxed else None
+    # Only go test runs the module's code (vet, list and build run go's own tools on it), and moving a
+    # command into a cgroup costs one RCU grace period of the kernel here (~15-25 ms): only go test pays it.
+    cgroup = cgroup_for(ctx) if sandboxed and args[:1] == ["test"] else None
 
     def attempt(*, refill: bool) -> CommandResult:
         program = cacheprog_for(ctx, toolchain, refill=refill)
@@ -312,16 +299,21 @@ def go(
         ctx.log.line(f"{prefix}$ go {' '.join(args)}")
 
         def run(env: dict[str, str], sandbox: Sandbox | None) -> CommandResult:
-            return run_go(
-                toolchain.go,
-                args,
-                env=env,
-                cwd=cwd or root,
-                timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
-                on_line=lambda line: ctx.log.line(prefix + line),
-                on_stdout=on_stdout,
-                sandbox=sandbox,
-            )
+            before = counters(cgroup)
+            try:
+                return run_go(
+                    toolchain.go,
+                    args,
+                    env=env,
+                    cwd=cwd or root,
+                    timeout=min(ctx.remaining(), timeout) if timeout else ctx.remaining(),
+                    on_line=lambda line: ctx.log.line(prefix + line),
+                    on_stdout=on_stdout,
+                    sandbox=sandbox,
+                    cgroup=cgroup,
+                )
+            finally:
+                check_limits(ctx, cgroup, before, f"{prefix}go {' '.join(args[:1])}")
 
         if program is None:
             return run(env, sandbox)

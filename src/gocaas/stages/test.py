@@ -27,11 +27,12 @@ from gocaas.report.tests import (
     TestResult,
     TestState,
 )
-from gocaas.resources import available_memory, plan_test_parallelism
+from gocaas.resources import plan_test_parallelism
 from gocaas.source import Workspace
 from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, host_checks_flags
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test, run_go_tests
+from gocaas.stages.limits import build_memory
 from gocaas.stages.reruns import failed_top_level, rerun_failures
 from gocaas.stages.results import TestStageResult
 from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
@@ -107,10 +108,11 @@ class TestStage:
         plan = plan_packages(ctx, workspace, changed_since_last, options.shuffle)
         selected, not_run = plan.selected, list(plan.not_run)
         module = module_path(workspace.root)
-        p, parallel = plan_test_parallelism(ctx.settings.effective_cores(), available_memory())
+        memory = build_memory(ctx)
+        p, parallel = plan_test_parallelism(ctx.settings.effective_cores(), memory)
         ctx.log.line(
             f"go test -p {p} -parallel {parallel} ({ctx.settings.effective_cores()} CPUs, "
-            f"{available_memory() // 2**20} MiB available), tiers: {', '.join(t.name for t in tiers)}"
+            f"{memory // 2**20} MiB available), tiers: {', '.join(t.name for t in tiers)}"
         )
         if selected is not None:
             unclaimed = [pkg for pkg in selected if not any(in_tier(pkg, t, module) for t in tiers)]
