@@ -77,32 +77,28 @@ def _cgroup_memory_headroom() -> int | None:
     return None
 
 
-def total_memory() -> int:
-    """Bytes of memory this process's processes may use in all: MemTotal, capped by a cgroup limit."""
-    total = 1 << 30
+def _meminfo(field: str) -> int:
+    """A /proc/meminfo field in bytes (1 GiB if it cannot be read)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                total = int(line.split()[1]) * 1024
-                break
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
+    return 1 << 30
+
+
+def total_memory() -> int:
+    """Bytes of memory this process's processes may use in all: MemTotal, capped by a cgroup limit."""
     v1, v2 = _own_cgroup_dir("memory"), _own_cgroup_dir("")
     limits = [_read_int(v1 / "memory.limit_in_bytes")] if v1 is not None else []
     limits += [_read_int(v2 / "memory.max")] if v2 is not None else []
-    return min([total, *(limit for limit in limits if limit is not None)])
+    return min([_meminfo("MemTotal"), *(limit for limit in limits if limit is not None)])
 
 
 def available_memory() -> int:
     """Bytes we can use now: MemAvailable, capped by the cgroup limit's headroom when there is one."""
-    available = 1 << 30
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError):
-        pass
+    available = _meminfo("MemAvailable")
     headroom = _cgroup_memory_headroom()
     return min(available, headroom) if headroom is not None else available
 
