@@ -108,3 +108,26 @@ def test_a_memory_hog_is_killed_and_counted(cgroup: BuildCgroup) -> None:
     out, _ = hog.communicate(timeout=60)
     assert hog.returncode == -9 and not out, "over its 256 MiB: killed"
     assert cgroup.counters().oom_kills >= 1
+
+
+def test_a_user_who_may_not_make_cgroups_is_told_why() -> None:
+    """As nobody (not root, no delegated cgroup): why not, naming the hierarchy; not a traceback."""
+    system_python, setpriv = Path("/usr/bin/python3"), Path("/usr/bin/setpriv")
+    if os.geteuid() != 0 or not system_python.exists() or not setpriv.exists():
+        skip_or_fail("needs root, /usr/bin/python3 and setpriv to run as nobody")
+    src = Path(__file__).resolve().parents[2] / "src"
+    script = (
+        "from gocaas.go.cgroups import CgroupUnavailable, parents\n"
+        "try:\n    print(parents())\nexcept CgroupUnavailable as e:\n    print('unavailable:', e)\n"
+    )
+    ran = subprocess.run(
+        [str(setpriv), "--reuid=65534", "--regid=65534", "--clear-groups", str(system_python), "-c", script],
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("unavailable: cgroup v"), ran.stdout
+    assert "cannot" in ran.stdout and "/sys/fs/cgroup" in ran.stdout
