@@ -105,6 +105,8 @@ def test_a_test_that_eats_memory_fails_its_build_naming_the_limit(settings: Sett
     assert report.failure.failure_class == FailureClass.USER
     assert "memory limit (memory 384 MiB" in report.failure.message
     assert "go test commands run with memory 384 MiB, 4096 processes and threads" in log_of(tight, report)
+    assert report.limits is not None
+    assert (report.limits.memory_bytes, report.limits.pids) == (384 << 20, 4096)
 
     roomy = run_test_stages(eat, limited(settings, build_memory_limit=4 << 30), tmp_path / "out2")
     assert roomy.failure is None, roomy.failure
@@ -128,6 +130,7 @@ def test_what_the_tests_leave_running_ends_with_the_build(settings: Settings, tm
     unsandboxed = limited(settings, sandbox="off")  # in the sandbox, its PID namespace ends them anyway
     report = run_test_stages(leave, unsandboxed, tmp_path / "out")
     assert report.failure is None, report.failure
+    assert report.limits is not None and report.limits.pids == 4096
     places = [settings.builds_dir / report.build_id, settings.home / "workspaces"]  # private, or per project
     (pid_file,) = (found for place in places for found in place.rglob("left.pid"))
     pid = int(pid_file.read_text())

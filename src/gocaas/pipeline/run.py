@@ -24,6 +24,7 @@ from gocaas.report.model import (
     BuildStatus,
     CacheUse,
     Failure,
+    ResourceLimits,
     SourceInfo,
     StageRecord,
     StageStatus,
@@ -249,5 +250,13 @@ def _report(
         tests=tested.report if tested else None,
         cache=CacheUse(**tally([dirs.root / CACHE_STATS])),
         sandboxed=sandbox.bwrap is not None if sandbox else None,
+        limits=_limits(results.get(LimitsChoice)),
         failure=failure,
     )
+
+
+def _limits(choice: object) -> ResourceLimits | None:
+    cgroup = choice.cgroup if isinstance(choice, LimitsChoice) else None
+    if cgroup is None:
+        return None
+    return ResourceLimits(memory_bytes=cgroup.memory, pids=cgroup.pids, cgroup_version=cgroup.version)

@@ -62,6 +62,14 @@ class Failure(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ResourceLimits(_Model):
+    """The limits the build's go test commands ran under (gocaas.go.cgroups)."""
+
+    memory_bytes: int | None = Field(description="null: no memory limit")
+    pids: int | None = Field(description="processes and threads; null: no limit")
+    cgroup_version: int
+
+
 class CacheUse(_Model):
     """What this build's go commands got from the shared build cache (GOCACHEPROG)."""
 
@@ -140,6 +148,9 @@ class BuildReport(_Model):
     sandboxed: bool | None = Field(
         default=None,
         description="Whether the go commands after the modules stage ran sandboxed; null: none ran.",
+    )
+    limits: ResourceLimits | None = Field(
+        default=None, description="The resource limits of its go test commands; null: none ran, or none."
     )
     reused_from: str | None = Field(
         default=None, description="The earlier identical build whose result this is (result cache)."
