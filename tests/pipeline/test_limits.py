@@ -107,6 +107,7 @@ def test_a_test_that_eats_memory_fails_its_build_naming_the_limit(settings: Sett
     assert "go test commands run with memory 384 MiB, 4096 processes and threads" in log_of(tight, report)
     assert report.limits is not None
     assert (report.limits.memory_bytes, report.limits.pids) == (384 << 20, 4096)
+    assert "not re-run: the build reached its memory limit" in log_of(tight, report), "it would again"
 
     roomy = run_test_stages(eat, limited(settings, build_memory_limit=4 << 30), tmp_path / "out2")
     assert roomy.failure is None, roomy.failure

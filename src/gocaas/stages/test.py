@@ -32,7 +32,7 @@ from gocaas.source import Workspace
 from gocaas.spec import FlakyPolicy, TestTier
 from gocaas.stages.gocmd import SourceResult, ToolchainResult, host_checks_flags
 from gocaas.stages.gotest import Invocation, go_test_args, run_go_test, run_go_tests
-from gocaas.stages.limits import build_memory
+from gocaas.stages.limits import LimitHit, build_memory
 from gocaas.stages.reruns import failed_top_level, rerun_failures
 from gocaas.stages.results import TestStageResult
 from gocaas.stages.testfiles import History, PackagePlan, coverage_report, plan_packages, summarize
@@ -178,6 +178,8 @@ class TestStage:
                     f"{total_failing} tests failed, more than {options.rerun_threshold}: not re-run "
                     "(a broken build, not flakiness)"
                 )
+            elif (hit := ctx.results.get(LimitHit)) is not None:
+                ctx.log.line(f"failed tests not re-run: the build reached its {hit.kind.replace('_', ' ')}")
             else:
                 for index, (tier, tier_packages, tier_tests) in enumerate(by_tier):
                     rerun, invocations = rerun_failures(
