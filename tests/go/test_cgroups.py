@@ -110,6 +110,38 @@ def test_a_memory_hog_is_killed_and_counted(cgroup: BuildCgroup) -> None:
     assert cgroup.counters().oom_kills >= 1
 
 
+MADE_THEN_KILLED = """
+import subprocess, sys, time
+from gocaas.go.cgroups import BuildCgroup
+made = BuildCgroup.create(sys.argv[1], memory=None, pids=100)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+made.adopt(child.pid)
+print(child.pid, *made.dirs.values(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_what_a_gocaas_killed_outright_left_is_removed_by_the_next_build(cgroup: BuildCgroup) -> None:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", MADE_THEN_KILLED, f"killed-{uuid.uuid4().hex[:8]}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert owner.stdout is not None
+    child, *dirs = owner.stdout.readline().split()
+    owner.kill()  # SIGKILL: no chance to clean up
+    owner.wait(timeout=10)
+    assert all(Path(d).is_dir() for d in dirs) and Path(f"/proc/{child}").exists()
+
+    after = BuildCgroup.create(f"after-{uuid.uuid4().hex[:8]}", memory=None, pids=100)
+    after.close()
+    assert not any(Path(d).exists() for d in dirs), "its owner is gone: removed"
+    assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    assert Path(cgroup.dirs[next(iter(cgroup.dirs))]).is_dir(), "a live gocaas's cgroup is left alone"
+
+
 def test_a_user_who_may_not_make_cgroups_is_told_why() -> None:
     """As nobody (not root, no delegated cgroup): why not, naming the hierarchy; not a traceback."""
     system_python, setpriv = Path("/usr/bin/python3"), Path("/usr/bin/setpriv")

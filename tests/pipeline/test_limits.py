@@ -137,7 +137,7 @@ def test_what_the_tests_leave_running_ends_with_the_build(settings: Settings, tm
     pid = int(pid_file.read_text())
     assert _ended(pid), f"the test's child {pid} outlived the build"
     _, dirs = parents()
-    assert not any(Path(d, f"gocaas-build-{report.build_id}").exists() for d in dirs.values())
+    assert not [made for d in dirs.values() for made in Path(d).glob(f"gocaas-build-{report.build_id}_p*")]
 
 
 def _ended(pid: int) -> bool:

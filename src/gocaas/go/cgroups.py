@@ -20,7 +20,7 @@ Not a security boundary: a test running as root can move itself out. It stops ac
 Standard library only, and lean (the resident cache program calls `leave_build_cgroup` as it starts).
 """
 
-# ruff: noqa: PTH102, PTH106, PTH116, PTH118, PTH123, PTH208 - cgroupfs paths as str, and os calls
+# ruff: noqa: PTH102, PTH106, PTH118, PTH123, PTH208 - cgroupfs paths as str, and os calls
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import time
 
 PREFIX = "gocaas-build-"
 V1_CONTROLLERS = ("memory", "pids")
-STALE_AFTER_S = 2 * 86400  # an empty build cgroup this old was left by a gocaas that died (see sweep)
+OWNER = "_p"  # a build cgroup's name ends with the pid of the gocaas process that made it (see _sweep)
 
 
 class CgroupUnavailable(Exception):
@@ -150,7 +150,8 @@ class BuildCgroup:
     def create(cls, build_id: str, *, memory: int | None, pids: int | None) -> BuildCgroup:
         """The cgroups of build_id with these limits (None: none of that kind); CgroupUnavailable if not."""
         version, parent_dirs = parents()
-        name = PREFIX + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in build_id)[:100]
+        safe_id = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in build_id)[:100]
+        name = f"{PREFIX}{safe_id}{OWNER}{os.getpid()}"
         dirs: dict[str, str] = {}
         cgroup = cls(version, dirs, memory, pids)
         try:
@@ -267,17 +268,32 @@ def _descendants(root: int) -> list[int]:
 
 
 def _sweep(parent: str) -> None:
-    """Remove build cgroups under parent that a gocaas killed outright left behind: empty and old."""
-    now = time.time()
+    """Remove the build cgroups under parent whose gocaas process is gone (killed outright: SIGKILL, the
+    OOM killer), with whatever they still hold, which must not outlive it (go/reaper.py says why)."""
     try:
         names = [n for n in os.listdir(parent) if n.startswith(PREFIX)]
     except OSError:
         return
     for name in names:
+        owner = name.rpartition(OWNER)[2]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
         path = os.path.join(parent, name)
+        deadline = time.monotonic() + 1.0
+        while _kill_all(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
         with contextlib.suppress(OSError):
-            if now - os.stat(path).st_mtime > STALE_AFTER_S and not _read(f"{path}/cgroup.procs").strip():
-                os.rmdir(path)
+            os.rmdir(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 def _size(n: int) -> str:
