@@ -396,14 +396,14 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         return self.home / "uploads"
 
-    def effective_build_memory_limit(self) -> int | None:
+    def effective_build_memory_limit(self, builds_at_once: int = 1) -> int | None:
         """The memory limit of one build in bytes (None: none): build_memory_limit, or 3/4 of the memory
-        this machine gives gocaas."""
+        this machine gives gocaas, shared among the builds that run at once."""
         if self.build_memory_limit is not None:
             return self.build_memory_limit or None
         from gocaas.resources import total_memory
 
-        return max(MIN_BUILD_MEMORY, total_memory() * 3 // 4)
+        return max(MIN_BUILD_MEMORY, total_memory() * 3 // 4 // max(1, builds_at_once))
 
     def effective_cores(self) -> int:
         from gocaas.resources import available_cpus

@@ -13,7 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import EXAMPLES
+from gocaas.server.app import worker_settings
+from gocaas.settings import Settings
+from tests.conftest import EXAMPLES, skip_or_fail
+from tests.server.conftest import ServerFactory
 from tests.support.server import ServerProcess, slow_module, upload, wait_finished
 
 MULTI_SPEC = json.dumps({"coverage": True, "targets": ["linux/amd64", "linux/arm64"]})
@@ -261,3 +264,22 @@ def test_uploads_of_one_module_share_a_workspace(
     second = admin.get(f"/v1/builds/{views[1]['id']}/report").json()
     [test_package] = second["tests"]["packages"]
     assert test_package["package"] == "example.test/sameworkspace"
+
+
+def test_the_workers_share_the_default_memory_limit(make_server: ServerFactory, settings: Settings) -> None:
+    """Two builds at once: each may use half of the default (3/4 of the machine's), unless it is set."""
+    assert worker_settings(settings, 1) is settings
+    explicit = settings.model_copy(update={"build_memory_limit": 1 << 30})
+    assert worker_settings(explicit, 4) is explicit, "a limit the operator set is kept"
+
+    server = make_server(workers=2)
+    admin = server.client(server.admin_token)
+    response = upload(admin, EXAMPLES / "hello", json.dumps({"targets": ["linux/amd64"]}))
+    assert response.status_code == 202, response.text
+    view = wait_finished(admin, response.json()["build_id"])
+    assert view["status"] == "succeeded", view
+    report = admin.get(f"/v1/builds/{view['id']}/report").json()
+    if report["limits"] is None:
+        skip_or_fail("build cgroups are not available here")
+    assert report["limits"]["memory_bytes"] == settings.effective_build_memory_limit(2)
+    assert report["limits"]["memory_bytes"] < settings.effective_build_memory_limit(1)

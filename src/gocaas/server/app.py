@@ -30,7 +30,7 @@ from gocaas.server.service import Service
 from gocaas.settings import Settings
 from gocaas.store.store import open_store
 
-__all__ = ["create_app", "worker_count"]
+__all__ = ["create_app", "worker_count", "worker_settings"]
 
 log = structlog.get_logger("gocaas.server")
 
@@ -38,6 +38,14 @@ log = structlog.get_logger("gocaas.server")
 def worker_count(settings: Settings) -> int:
     """Builds at once: each go command already uses every core, so one per two cores (at least one)."""
     return settings.server_workers or max(1, settings.effective_cores() // 2)
+
+
+def worker_settings(settings: Settings, workers: int) -> Settings:
+    """The settings the workers build with: unless build_memory_limit is set, the default memory limit
+    (3/4 of the machine's) shared among the builds that run at once, so that none can crowd the others out."""
+    if settings.build_memory_limit is not None or workers <= 1:
+        return settings
+    return settings.model_copy(update={"build_memory_limit": settings.effective_build_memory_limit(workers)})
 
 
 def create_app(settings: Settings, *, workers: int | None = None, run_executor: bool = True) -> FastAPI:
@@ -49,11 +57,12 @@ def create_app(settings: Settings, *, workers: int | None = None, run_executor: 
         store = await run_in_threadpool(open_store, settings.db_url)
         service = Service(settings, store, None, notifier)
         if run_executor:
+            count = workers or worker_count(settings)
             executor = load_executor(
                 settings.server_executor,
-                settings,
+                worker_settings(settings, count),
                 store,
-                workers=workers or worker_count(settings),
+                workers=count,
                 observer=service.metrics,
             )
             service.executor = executor
