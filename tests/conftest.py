@@ -30,6 +30,14 @@ REQUIRE_ALL = os.environ.get("GOCAAS_TEST_REQUIRE_ALL") == "1"
 FAST_RETRIES: dict[str, Any] = {"download_attempts": 3, "retry_initial_delay": 0.01, "retry_max_delay": 0.05}
 
 
+def process_gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie waiting for its parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip locally when a fixture is missing; CI sets GOCAAS_TEST_REQUIRE_ALL=1 and must not skip."""
     if REQUIRE_ALL:

@@ -41,17 +41,10 @@ def available_cpus() -> int:
 
 def _own_cgroup_dir(controller: str) -> Path | None:
     """This process's cgroup directory for a v1 controller, or the v2 unified directory ("")."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
-        if controllers == "" and controller == "":
-            return Path("/sys/fs/cgroup") / path.lstrip("/")
-    return None
+    from gocaas.go.cgroups import own_dir
+
+    found = own_dir(controller)
+    return Path(found) if found is not None else None
 
 
 def _read_int(path: Path) -> int | None:

@@ -183,8 +183,8 @@ class Settings(BaseSettings):
     build_timeout: float = Field(
         default=3600.0, gt=0, le=MAX_SECONDS, description="Seconds for one whole build."
     )
-    # Per-build resource limits (gocaas.go.cgroups): a build's go commands, and all they start, run in a
-    # cgroup of the build's own. "auto" when this machine lets gocaas make one, "on" fails a build that
+    # Per-build resource limits (gocaas.go.cgroups): a build's go test commands, and all they start, run
+    # in a cgroup of the build's own. "auto" when this machine lets gocaas make one, "on" fails a build that
     # cannot have one. Memory in bytes or with a unit (10G); default 3/4 of what the machine gives; 0: none.
     build_limits: Literal["auto", "on", "off"] = "auto"
     build_memory_limit: int | None = Field(default=None, ge=0)

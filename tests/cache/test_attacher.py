@@ -25,7 +25,7 @@ from gocaas.cache.resident_server import running
 from gocaas.settings import Settings
 from tests.cache.conftest import go_env, read_stats
 from tests.cache.test_resident import IDLE, _hello, _listening, _socket, _wait_for
-from tests.conftest import CliFn
+from tests.conftest import CliFn, process_gone
 
 GO = Path(shutil.which("go") or "go")
 
@@ -216,17 +216,9 @@ def test_a_stopped_resident_program_loses_its_socket_and_is_replaced(
         assert replacement.pid != stuck.pid
     finally:
         os.kill(stuck.pid, signal.SIGCONT)
-    _wait_for(lambda: not _alive(stuck.pid), "the stuck one to end once it runs (its socket is gone)")
+    _wait_for(lambda: process_gone(stuck.pid), "the stuck one to end once it runs (its socket is gone)")
     assert [r.pid for r in running(str(runtime / "gocaas"))] == [replacement.pid], "it left the new one's"
     assert _hello(tmp_path, env, "after") == first
     stats = read_stats(tmp_path / "stats.jsonl")
     assert [s.get("resident", False) for s in stats] == [False, False, True, True], stats
     assert stats[2]["pid"] == stats[3]["pid"] == replacement.pid
-
-
-def _alive(pid: int) -> bool:
-    """Running, or stopped: not gone and not a zombie waiting for its parent."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] != "Z"
-    except FileNotFoundError:
-        return False

@@ -20,6 +20,7 @@ from gocaas.pipeline.cachedamage import cacheprog_failure
 from gocaas.settings import Settings
 from tests.cache.conftest import go, go_env, read_stats
 from tests.cache.test_go import _compiles, _module
+from tests.conftest import process_gone
 
 
 @pytest.fixture(params=["python", "attacher"])
@@ -96,24 +97,16 @@ with cacheprog_outside(cacheprog_argv(sys.argv[1]), {}, print) as handoff:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def test_a_waiting_program_stops_when_gocaas_dies(tmp_path: Path, warm_store: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(warm_store)], stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None
     pid = int(holder.stdout.readline())
-    assert _alive(pid)
+    assert not process_gone(pid)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     deadline = time.monotonic() + 15
-    while _alive(pid) and time.monotonic() < deadline:
+    while not process_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid), "the orphaned program still waits for a go command that will never come"
+    assert process_gone(pid), "the orphaned program still waits for a go command that will never come"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gocaas.go.cgroups import PREFIX, BuildCgroup, CgroupUnavailable, parents
-from tests.conftest import skip_or_fail
+from tests.conftest import process_gone, skip_or_fail
 
 # A parent that starts a child, says both pids, and waits for a line on stdin; then, if told "leave", leaves
 # its build cgroup and says its cgroups.
@@ -74,7 +74,7 @@ def test_limits_are_written_and_a_process_is_moved_in_with_its_children(cgroup: 
         assert cgroup.close(), "what was left is killed, and the cgroups removed"
         proc.wait(timeout=10)
     assert proc.returncode == -9
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert process_gone(child)
     assert not any(Path(d).exists() for d in cgroup.dirs.values())
 
 
@@ -138,7 +138,7 @@ def test_what_a_gocaas_killed_outright_left_is_removed_by_the_next_build(cgroup:
     after = BuildCgroup.create(f"after-{uuid.uuid4().hex[:8]}", memory=None, pids=100)
     after.close()
     assert not any(Path(d).exists() for d in dirs), "its owner is gone: removed"
-    assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    assert process_gone(int(child))
     assert Path(cgroup.dirs[next(iter(cgroup.dirs))]).is_dir(), "a live gocaas's cgroup is left alone"
 
 

@@ -12,7 +12,7 @@ import pytest
 from gocaas.errors import FailureClass
 from gocaas.go.cgroups import CgroupUnavailable, parents
 from gocaas.settings import Settings
-from tests.conftest import skip_or_fail
+from tests.conftest import process_gone, skip_or_fail
 from tests.pipeline.test_sandbox import log_of, run_test_stages
 
 EAT = """package eat
@@ -135,19 +135,9 @@ def test_what_the_tests_leave_running_ends_with_the_build(settings: Settings, tm
     places = [settings.builds_dir / report.build_id, settings.home / "workspaces"]  # private, or per project
     (pid_file,) = (found for place in places for found in place.rglob("left.pid"))
     pid = int(pid_file.read_text())
-    assert _ended(pid), f"the test's child {pid} outlived the build"
+    deadline = time.monotonic() + 10
+    while not process_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_gone(pid), f"the test's child {pid} outlived the build"
     _, dirs = parents()
     assert not [made for d in dirs.values() for made in Path(d).glob(f"gocaas-build-{report.build_id}_p*")]
-
-
-def _ended(pid: int) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False

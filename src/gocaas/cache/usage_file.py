@@ -42,7 +42,12 @@ class UsageFile:
         """After a gc measured `measured` bytes by scanning: the new estimate is that plus what other
         writers added to the shared estimate since it read `estimate_before` (their files may have landed
         after the scan saw the directory). Returns the new estimate."""
-        return self._update(lambda current: measured + max(0, (current or estimate_before) - estimate_before))
+
+        def new(current: int | None) -> int:
+            added_since = 0 if current is None else max(0, current - estimate_before)
+            return measured + added_since
+
+        return self._update(new)
 
     def _update(self, new: Callable[[int | None], int]) -> int:
         """Under the lock: the estimate becomes new(the current one, None if unreadable)."""

@@ -1,13 +1,12 @@
 """Per-build resource limits: the go commands that run a build's module code (go test; stages/limits.py),
 with the compilers and test binaries they start, run in a cgroup of the build's own, with a memory limit
-and a limit on processes and threads. A test that leaks
-memory or forks without end then fails its own build, which says which limit it reached, instead of
-taking down the worker's other builds or the machine.
+and a limit on processes and threads. A test that leaks memory or forks without end then fails its own
+build, which says which limit it reached, instead of taking down the worker's other builds or the machine.
 
-The build's cgroups are made under gocaas's own (as /proc/self/cgroup says), named `gocaas-build-<id>`:
+The build's cgroups are made under gocaas's own (`own_dir`), named `gocaas-build-<id>_p<gocaas's pid>`:
 with cgroup v1, one in the memory hierarchy and one in the pids hierarchy; with v2, one in the unified
 hierarchy, whose parent must delegate the memory and pids controllers. When neither works here (not
-root, no such controller, a v2 parent that holds processes itself), `unavailable` says why.
+root, no such controller, a v2 parent that holds processes itself), CgroupUnavailable says why.
 
 How a go command gets in: `adopt` moves it, and whatever it has started by then (bubblewrap's child, the
 go command inside), right after it starts; what they start later is born inside. A move costs one RCU
@@ -20,7 +19,7 @@ Not a security boundary: a test running as root can move itself out. It stops ac
 Standard library only, and lean (the resident cache program calls `leave_build_cgroup` as it starts).
 """
 
-# ruff: noqa: PTH102, PTH106, PTH118, PTH123, PTH208 - cgroupfs paths as str, and os calls
+# ruff: noqa: PTH102, PTH106, PTH118, PTH119, PTH120, PTH123, PTH208 - cgroupfs paths as str, and os calls
 
 from __future__ import annotations
 
@@ -82,6 +81,15 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def own_dir(controller: str) -> str | None:
+    """This process's cgroup directory in the v1 hierarchy of controller ("": in the v2 one), where that is
+    mounted; None if it is not (resources.py reads its memory limits here too)."""
+    v1, v2 = _mounts()
+    mount = v2 if controller == "" else v1.get(controller)
+    path = _own_paths().get(controller)
+    return None if mount is None or path is None else os.path.normpath(os.path.join(mount, path.lstrip("/")))
+
+
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -107,18 +115,17 @@ def _field(text: str, name: str) -> int:
 def parents() -> tuple[int, dict[str, str]]:
     """(cgroup version, controller → the directory build cgroups go under: gocaas's own cgroup), or
     CgroupUnavailable saying why neither version can be used."""
-    v1, v2 = _mounts()
-    own = _own_paths()
-    if all(c in v1 and c in own for c in V1_CONTROLLERS):
-        dirs = {c: os.path.join(v1[c], own[c].lstrip("/")) for c in V1_CONTROLLERS}
+    found = {c: own_dir(c) for c in V1_CONTROLLERS}
+    dirs = {c: path for c, path in found.items() if path is not None}
+    if len(dirs) == len(V1_CONTROLLERS):
         for controller, path in dirs.items():
             if not os.access(path, os.W_OK):
                 raise CgroupUnavailable(f"cgroup v1: cannot make cgroups in {path} ({controller}; not root?)")
         return 1, dirs
-    if v2 is None or "" not in own:
-        missing = [c for c in V1_CONTROLLERS if c not in v1]
+    parent = own_dir("")
+    if parent is None:
+        missing = [c for c in V1_CONTROLLERS if c not in dirs]
         raise CgroupUnavailable(f"no cgroup v2 mount, and no cgroup v1 hierarchy for {', '.join(missing)}")
-    parent = os.path.join(v2, own[""].lstrip("/"))
     try:
         available = _read(os.path.join(parent, "cgroup.controllers")).split()
         enabled = _read(os.path.join(parent, "cgroup.subtree_control")).split()
@@ -219,10 +226,12 @@ class BuildCgroup:
                 gone = False
         return gone
 
+    def describe_memory(self) -> str:
+        return f"memory {_size(self.memory)}" if self.memory is not None else "no memory limit"
+
     def describe(self) -> str:
-        memory = f"memory {_size(self.memory)}" if self.memory is not None else "no memory limit"
         pids = f"{self.pids} processes and threads" if self.pids is not None else "no process limit"
-        return f"{memory}, {pids} (cgroup v{self.version})"
+        return f"{self.describe_memory()}, {pids} (cgroup v{self.version})"
 
 
 def _safe_field(directory: str | None, file: str, name: str) -> int:
@@ -307,12 +316,8 @@ def leave_build_cgroup() -> None:
     """Move this process out of any build cgroup it was born in, into that cgroup's parent: for what a go
     command starts that outlives the build (the resident cache program), which would otherwise count
     against one build's limits and keep its cgroup from being removed. Best effort."""
-    v1, v2 = _mounts()
-    for controller, path in _own_paths().items():
-        leaf = path.rstrip("/").rsplit("/", 1)
-        if len(leaf) != 2 or not leaf[1].startswith(PREFIX):
-            continue
-        mount = v2 if controller == "" else v1.get(controller)
-        if mount is not None:
+    for controller in ("", *V1_CONTROLLERS):
+        inside = own_dir(controller)
+        if inside is not None and os.path.basename(inside).startswith(PREFIX):
             with contextlib.suppress(OSError):
-                _write(os.path.join(mount, leaf[0].lstrip("/"), "cgroup.procs"), str(os.getpid()))
+                _write(os.path.join(os.path.dirname(inside), "cgroup.procs"), str(os.getpid()))

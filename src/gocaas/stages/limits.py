@@ -75,7 +75,7 @@ def check_limits(ctx: BuildContext, cgroup: BuildCgroup | None, before: LimitCou
         kind = "memory_limit"
         message = (
             f"{what}: the kernel killed a process of this build for going over its memory limit "
-            f"({cgroup.describe().split(',')[0]}; GOCAAS_BUILD_MEMORY_LIMIT)"
+            f"({cgroup.describe_memory()}; GOCAAS_BUILD_MEMORY_LIMIT)"
         )
     elif after.pids_refused > before.pids_refused:
         kind = "pids_limit"
