@@ -138,6 +138,33 @@ def test_bad_build_memory_limit_names_the_variable(
     assert "GOCAAS_BUILD_MEMORY_LIMIT" in err and said in err, err
 
 
+def test_cache_budget_and_min_free_take_sizes_and_percentages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOCAAS_CACHE_MAX_SIZE", "50G")
+    monkeypatch.setenv("GOCAAS_CACHE_MIN_FREE", "20GiB")
+    settings = Settings()
+    assert (settings.cache_max_size, settings.cache_min_free) == (50 << 30, "20G")
+    monkeypatch.setenv("GOCAAS_CACHE_MIN_FREE", "12.5%")
+    assert Settings().cache_min_free == "12.5%"
+    assert Settings(cache_max_size=0, cache_min_free="0%").cache_min_free == "0"
+    assert Settings(cache_max_size=0).cache_max_size == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("GOCAAS_CACHE_MAX_SIZE", "lots", "bad size 'lots'"),
+        ("GOCAAS_CACHE_MAX_SIZE", "-1G", "bad size '-1G'"),
+        ("GOCAAS_CACHE_MIN_FREE", "100%", "a percentage must be from 0 to below 100"),
+        ("GOCAAS_CACHE_MIN_FREE", "plenty", "want a size such as 20G, or a percentage"),
+    ],
+)
+def test_bad_cache_sizes_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    err = bad_settings(monkeypatch, **{variable: value})
+    assert variable in err and said in err, err
+
+
 def test_garbage_test_tiers_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     err = bad_settings(monkeypatch, GOCAAS_TEST_TIERS="garbage")
     assert "GOCAAS_TEST_TIERS: not a JSON list of tiers" in err

@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gocaas.errors import BadInput
+from gocaas.config_file import TomlFile, default_home
 from gocaas.spec import TestTier
 
 # No timeout, delay or interval is longer than this (30 days): larger ones overflow the clocks and
@@ -32,67 +24,6 @@ from gocaas.spec import TestTier
 MAX_SECONDS = 30 * 24 * 3600
 MIN_BUILD_MEMORY = 64 << 20  # below this, go itself cannot run
 _SCHEME_RE = r"^[a-z][a-z0-9+.-]{0,31}$"
-
-
-class BadSettings(BadInput):
-    """A settings source that cannot be read: the config file is missing, not a file, or not TOML."""
-
-
-def _default_home() -> Path:
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "gocaas"
-
-
-def _config_file() -> tuple[Path, str]:
-    """The config file, and how to name it in an error (GOCAAS_CONFIG=... when the user set it)."""
-    explicit = os.environ.get("GOCAAS_CONFIG")
-    if explicit:
-        return Path(explicit), f"GOCAAS_CONFIG={explicit}"
-    home = os.environ.get("GOCAAS_HOME")
-    path = (Path(home) if home else _default_home()) / "config.toml"
-    return path, str(path)
-
-
-class _TomlFile(TomlConfigSettingsSource):
-    """The config file; one set explicitly must exist, and a broken one is an error naming it."""
-
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        path, self.label = _config_file()
-        try:
-            path = path.expanduser()
-        except RuntimeError as exc:  # ~user of no such user
-            raise BadSettings(f"{self.label}: {exc}") from None
-        if self.label.startswith("GOCAAS_CONFIG=") and not path.exists():
-            raise BadSettings(f"{self.label}: no such file")
-        if path.exists() and not path.is_file():
-            raise BadSettings(f"{self.label}: not a regular file")
-        super().__init__(settings_cls, path)
-
-    def _read_file(self, file_path: Path) -> dict[str, Any]:
-        try:
-            return super()._read_file(file_path)
-        except tomllib.TOMLDecodeError as exc:
-            raise BadSettings(f"{self.label}: not valid TOML: {exc}") from None
-        except UnicodeDecodeError:
-            raise BadSettings(f"{self.label}: not UTF-8 text") from None
-        except OSError as exc:
-            raise BadSettings(f"{self.label}: cannot read it: {exc.strerror or exc}") from None
-
-
-def setting_source(field: str) -> str | None:
-    """Where a setting's value came from, for an error: its environment variable, or the config file
-    that sets it; None when neither does (a default or an argument)."""
-    for key in os.environ:
-        if key.lower() == f"gocaas_{field}":
-            return key
-    path, label = _config_file()
-    try:
-        path = path.expanduser()
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError, RuntimeError):
-        data = {}
-    return f"{field} in {label}" if field in data else None
 
 
 def _json(text: str, what: str) -> Any:
@@ -108,7 +39,7 @@ class Settings(BaseSettings):
     # allow_inf_nan=False: every float here is a count of seconds, days or a ratio; nan and inf are mistakes.
     model_config = SettingsConfigDict(env_prefix="GOCAAS_", extra="forbid", frozen=True, allow_inf_nan=False)
 
-    home: Path = Field(default_factory=_default_home, description="The data directory (made absolute).")
+    home: Path = Field(default_factory=default_home, description="The data directory (made absolute).")
 
     # Module download, handed to every go command as is.
     goproxy: str = "https://proxy.golang.org,direct"
@@ -145,6 +76,10 @@ class Settings(BaseSettings):
     cacheprog: bool = True
     cache_namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     cache_read_only: bool = False
+    # The store's budget (a size; 0: none) and the space its disk keeps free (a size or a percentage of the
+    # filesystem; 0: none): past either, an LRU gc (gocaas.cache.diskspace).
+    cache_max_size: int = Field(default=10 << 30, ge=0)
+    cache_min_free: str = "5%"
     # A resident cache program per store and options (gocaas.cache.resident) serves the go commands from the
     # entries it holds in memory; `auto` runs one except on CI (CI=true), where one left behind would only
     # be killed by the runner. It ends after cache_resident_idle seconds without a go command.
@@ -234,12 +169,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlFile(settings_cls))
+        return (init_settings, env_settings, TomlFile(settings_cls))
 
     @field_validator("home", mode="before")
     @classmethod
     def _home_or_default(cls, value: Any) -> Any:
-        return _default_home() if value == "" else value  # GOCAAS_HOME= as if unset, as for the config file
+        return default_home() if value == "" else value  # GOCAAS_HOME= as if unset, as for the config file
 
     @field_validator("home")
     @classmethod
@@ -321,16 +256,25 @@ class Settings(BaseSettings):
                     raise ValueError(f"a tier's timeout should be at most {MAX_SECONDS} s: {raw!r}")
         return value
 
-    @field_validator("build_memory_limit", mode="before")
+    @field_validator("build_memory_limit", "cache_max_size", mode="before")
     @classmethod
-    def _memory_size(cls, value: Any) -> Any:
+    def _size(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             from gocaas.cache.options import parse_size
 
             value = parse_size(value)  # its ValueError names the text
+        if info.field_name != "build_memory_limit":
+            return value
         if isinstance(value, int) and 0 < value < MIN_BUILD_MEMORY:
             raise ValueError(f"{value} bytes is too little for go itself: 0 (no limit) or at least 64M")
         return value
+
+    @field_validator("cache_min_free")
+    @classmethod
+    def _min_free(cls, value: str) -> str:
+        from gocaas.cache.diskspace import MinFree
+
+        return str(MinFree.parse(value) or 0)  # its ValueError names the text
 
     @field_validator("pip_index_url", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from gocaas.cache.command import cacheprog_command
+from gocaas.cache.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -95,6 +97,36 @@ class Session:
         self.proc.kill()
         assert self.proc.stderr is not None
         return self.proc.stderr.read().decode(errors="replace")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB filesystem of the test's own (tmpfs: nothing else writes there, so its free space is
+    exact), for what the store does when its disk runs short. Mounting needs root."""
+    from tests.conftest import skip_or_fail
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        skip_or_fail(f"cannot mount a tmpfs (root only): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def age(store: Store, namespace: str, action_id: bytes, seconds_ago: float) -> None:
+    """Make an entry (and its object) last used seconds_ago, as the LRU gc sees it."""
+    entry = store.get(namespace, action_id)
+    assert entry is not None
+    when = time.time() - seconds_ago
+    for path in (store.path(entry.output_id), store.action_path(namespace, action_id)):
+        os.utime(path, (when, when))
 
 
 def go_env(tmp: Path, gocacheprog: str, **extra: str) -> dict[str, str]:

@@ -11,18 +11,12 @@ from pathlib import Path
 import pytest
 
 from gocaas.cache import Store, gc, usage, verify
+from gocaas.cache.diskspace import SHORT_MARK, DiskWatch, MinFree, free_space
+from gocaas.cache.maintenance import LOW_WATER, auto_gc
 from gocaas.cache.store import CacheError
-from tests.cache.conftest import sha
+from tests.cache.conftest import age, sha
 
 KB = 1024
-
-
-def _age(store: Store, namespace: str, action_id: bytes, seconds_ago: float) -> None:
-    entry = store.get(namespace, action_id)
-    assert entry is not None
-    when = time.time() - seconds_ago
-    for path in (store.path(entry.output_id), store.action_path(namespace, action_id)):
-        os.utime(path, (when, when))
 
 
 def _fill(store: Store, count: int, size: int = 10 * KB, start: int = 0) -> list[bytes]:
@@ -39,7 +33,7 @@ def test_gc_holds_the_budget_and_keeps_recently_used(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     keys = _fill(store, 20)
     for i, key in enumerate(keys):  # key 0 the oldest
-        _age(store, "default", key, 5 * 3600 - i * 60)
+        age(store, "default", key, 5 * 3600 - i * 60)
     used = keys[:3]
     for key in used:  # the three oldest are used again: a hit refreshes them
         assert store.get("default", key) is not None
@@ -61,7 +55,7 @@ def test_gc_never_removes_what_was_used_within_min_age(tmp_path: Path) -> None:
     store = Store(tmp_path / "s", min_age_s=3600)
     keys = _fill(store, 10)
     for key in keys[:5]:
-        _age(store, "default", key, 2 * 3600)
+        age(store, "default", key, 2 * 3600)
     result = gc(store, 10 * KB)
     assert result.removed_objects == 5
     assert all(store.get("default", k) is not None for k in keys[5:])
@@ -78,7 +72,7 @@ def test_gc_drops_dangling_entries_and_stale_temp_files(tmp_path: Path) -> None:
     stale.write_bytes(b"half a body")
     fresh = Path(store.tmp_dir) / "12345-1"
     fresh.write_bytes(b"being written")
-    _age(store, "default", keys[1], 3600)
+    age(store, "default", keys[1], 3600)
     old = time.time() - 3600
     os.utime(store.action_path("default", keys[0]), (old, old))
     os.utime(stale, (old, old))
@@ -110,6 +104,89 @@ def test_bytes_added_while_a_gc_scans_are_kept_in_the_estimate(tmp_path: Path) -
     store.usage.add(30 * KB)  # another process's puts, landing after the scan began
     assert store.usage.replace(40 * KB, before) == 70 * KB
     assert store.usage.replace(10 * KB, store.usage.add(0)) == 10 * KB  # nothing added meanwhile
+
+
+MIB = 1024 * KB
+
+
+def _lru_fill(store: Store, count: int, used: int = 0) -> list[bytes]:
+    """count 1 MiB entries, the first the oldest; then the first `used` of them used again (a hit
+    refreshes them), so the least recently used are the rest, in order."""
+    keys = _fill(store, count, size=MIB)
+    for i, key in enumerate(keys):
+        age(store, "default", key, 5 * 3600 - i * 60)
+    for key in keys[:used]:
+        assert store.get("default", key) is not None
+    return keys
+
+
+def _entries_for(nbytes: int, store: Store, key: bytes) -> int:
+    """How many 1 MiB entries (object and action entry) must go to free nbytes."""
+    per_entry = MIB + Path(store.action_path("default", key)).stat().st_size
+    return -(-nbytes // per_entry)
+
+
+def test_gc_frees_the_disk_down_to_min_free_oldest_first(small_disk: Path) -> None:
+    store = Store(small_disk / "s", max_size=None)
+    keys = _lru_fill(store, 12, used=2)  # 12 of the 16 MiB
+    keep = MinFree(nbytes=6 * MIB)
+    short = 6 * MIB - free_space(store.root)[0]
+    assert short > 0
+    result = gc(store, min_free=keep)
+    assert short <= result.disk_short <= short + 8 * KB  # and its lock file's page
+    gone = [k for k in keys if store.get("default", k) is None]
+    expected = _entries_for(result.disk_short, store, keys[0])
+    assert gone == keys[2 : 2 + expected], "the least recently used, no more"
+    assert free_space(store.root)[0] >= 6 * MIB
+    assert not (Path(store.root) / SHORT_MARK).exists(), "it got there"
+    assert gc(store, min_free=keep).removed_objects == 0, "and there it stays"
+
+
+def test_gc_that_cannot_reach_min_free_keeps_young_entries_and_says_so(small_disk: Path) -> None:
+    store = Store(small_disk / "s", max_size=None, min_age_s=3600)
+    keys = _fill(store, 4, size=MIB)
+    for key in keys[:2]:
+        age(store, "default", key, 2 * 3600)
+    keep = MinFree(fraction=0.99)  # more than the whole store
+    result = gc(store, min_free=keep)
+    assert result.removed_objects == 2 and result.kept_young_bytes > 0
+    assert [store.get("default", k) is not None for k in keys] == [False, False, True, True]
+    assert (Path(store.root) / SHORT_MARK).exists()
+    assert not DiskWatch(store.root, keep).short(), "no gc again right away: it did what it could"
+    old = time.time() - 120
+    os.utime(Path(store.root) / SHORT_MARK, (old, old))
+    assert DiskWatch(store.root, keep).short(), "but again after a while"
+
+
+def test_the_disk_under_min_free_marks_the_store_for_a_gc(small_disk: Path) -> None:
+    store = Store(small_disk / "s", min_age_s=60, min_free=MinFree(fraction=0.25))  # 4 of 16 MiB
+    old = _lru_fill(store, 8)
+    store.flush_usage()  # what every writer does every 64 MiB and at its end
+    assert not store.over_budget, "8 MiB free"
+    new = _fill(store, 5, size=MIB, start=100)
+    store.flush_usage()
+    assert store.over_budget, "3 MiB free: under min_free, with the budget (10 GiB) far away"
+    short = 4 * MIB - free_space(store.root)[0]
+    result = auto_gc(store)  # what the writer then runs
+    assert short <= result.disk_short <= short + 8 * KB and not store.over_budget
+    total, short = result.total_before, result.disk_short
+    low_water = total - int((total - short) * LOW_WATER)  # the shortfall, and a tenth of the rest
+    gone = [k for k in old if store.get("default", k) is None]
+    assert gone == old[: _entries_for(low_water, store, new[0])]
+    assert all(store.get("default", k) is not None for k in new), "used within min_age"
+    assert free_space(store.root)[0] >= 4 * MIB
+
+
+def test_min_free_reads_sizes_and_percentages() -> None:
+    assert MinFree.parse("5%") == MinFree(fraction=0.05)
+    assert MinFree.parse("2G") == MinFree(nbytes=2 << 30)
+    assert MinFree.parse("0") is None and MinFree.parse("0%") is None
+    for text in ("5%", "12.5%", "2G", "1536M", "1000"):
+        assert str(MinFree.parse(text)) == text
+    assert MinFree(fraction=0.1).bytes_on(1000) == 100
+    for bad in ("100%", "-1%", "nan%", "five", "%", "-2G"):
+        with pytest.raises(ValueError, match=f"bad free space '{bad}'"):
+            MinFree.parse(bad)
 
 
 def test_verify_on_a_sound_store(tmp_path: Path) -> None:

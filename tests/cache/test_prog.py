@@ -16,8 +16,9 @@ import pytest
 
 from gocaas.cache import Store, cacheprog_argv, cacheprog_command, usage
 from gocaas.cache.command import LAUNCHER, go_quote
+from gocaas.cache.diskspace import free_space
 from gocaas.cache.options import parse_args, parse_size
-from tests.cache.conftest import Session, prog_argv, python_env, read_stats, sha
+from tests.cache.conftest import Session, age, prog_argv, python_env, read_stats, sha
 
 AID = sha(b"an action")
 BODY = b"\x7fELF pretend binary" * 1000
@@ -218,6 +219,30 @@ def test_budget_enforced_by_an_automatic_gc(tmp_path: Path, budget_k: int, puts:
     assert s.close() == 0
     assert usage(Store(store)) <= budget_k * 1024
     assert s.proc.stderr is not None and s.proc.stderr.read() == b""
+
+
+def test_the_disk_under_min_free_starts_a_gc(small_disk: Path) -> None:
+    """A session that wrote checks the disk at its end: under --min-free, the least recently used entries
+    go, whatever the budget, and the store's log says why (the go command has been let go by then)."""
+    root = small_disk / "store"
+    store = Store(root, max_size=None)
+    old = [sha(b"old %d" % i) for i in range(8)]
+    for i, key in enumerate(old):
+        body = bytes([i]) * (1 << 20)
+        store.put("default", key, sha(body), body)
+        age(store, "default", key, 3600 - i)
+    s = Session(root, "--max-size", "0", "--min-free", "10M", "--min-age", "60")
+    new = sha(b"new")
+    s.put(new, b"fresh" * 4000)
+    short = (10 << 20) - free_space(str(root))[0]
+    assert short > 1 << 20
+    assert s.close() == 0
+    gone = [k for k in old if store.get("default", k) is None]
+    assert gone == old[: len(gone)] and short // (1 << 20) < len(gone) < len(old), len(gone)
+    assert free_space(str(root))[0] >= 10 << 20
+    assert store.get("default", new) is not None, "used within --min-age: kept"
+    log = (root / "cacheprog.log").read_text()
+    assert "short of min_free 10M: removed" in log, log
 
 
 def test_end_of_input_without_close(tmp_path: Path) -> None:

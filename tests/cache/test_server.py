@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ import pytest
 
 from gocaas.cache import Backend, Store
 from gocaas.cache.client import HTTPRemote, RemoteError, RemoteRefused
+from gocaas.cache.diskspace import MinFree, free_space
 from gocaas.cache.server import main as server_main
 from gocaas.cache.server import parse_listen
 from gocaas.cache.store import Entry
-from tests.cache.conftest import READ_TOKEN, TOKEN, LiveServer, sha
+from tests.cache.conftest import READ_TOKEN, TOKEN, LiveServer, age, sha
 
 BODY = b"an object body " * 300
 OID = sha(BODY).hex()
@@ -201,6 +203,39 @@ def test_metrics_for_prometheus(live_server: Callable[..., LiveServer]) -> None:
     assert value("action_puts_total", namespace="team-a") == 1
     assert value("store_bytes") is not None and value("store_bytes") >= len(BODY)
     assert value("store_budget_bytes") == 1 << 30
+
+
+def test_a_server_whose_disk_runs_short_evicts_and_says_so(
+    small_disk: Path, live_server: Callable[..., LiveServer]
+) -> None:
+    """A server writes for as long as it runs: it looks at its disk as it writes, not only every 64 MiB, and
+    under --min-free evicts the least recently used entries in the background; /metrics shows the disk."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    store = Store(small_disk / "store", max_size=None)
+    old = []
+    for i in range(8):
+        body = bytes([i]) * (1 << 20)
+        key = sha(b"old %d" % i)
+        store.put("default", key, sha(body), body)
+        age(store, "default", key, 3 * 3600 - i)  # past the server's min_age (2 h)
+        old.append(key)
+    server = live_server(small_disk / "store", max_size=None, min_free=MinFree(nbytes=10 << 20))
+    client = Client(server)
+    assert free_space(store.root)[0] < 10 << 20
+    body = b"new" * 50_000
+    assert client.put_object(body) == 201
+    deadline = time.monotonic() + 30
+    while free_space(store.root)[0] < 10 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert free_space(store.root)[0] >= 10 << 20
+    gone = [k for k in old if store.get("default", k) is None]
+    assert gone == old[: len(gone)] and 0 < len(gone) < len(old)
+    assert Path(store.path(sha(body))).exists(), "just written: kept"
+    metrics = client("GET", "/metrics")[2].decode()
+    samples = {s.name: s.value for f in text_string_to_metric_families(metrics) for s in f.samples}
+    assert samples["gocaas_cache_server_disk_min_free_bytes"] == 10 << 20
+    assert samples["gocaas_cache_server_disk_free_bytes"] == free_space(store.root)[0]
 
 
 def test_keep_alive_and_connection_reuse(client: Client) -> None:

@@ -7,8 +7,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from gocaas.cache.diskspace import free_space
+from gocaas.cache.store import Store
 from gocaas.stages.gocmd import CACHE_STATS
-from tests.cache.conftest import LiveServer, Session, python_env, read_stats, remote_args, sha
+from tests.cache.conftest import LiveServer, Session, age, python_env, read_stats, remote_args, sha
 
 
 def stats_output(home: Path) -> dict[str, str]:
@@ -88,6 +90,38 @@ def test_gc_says_what_it_kept_over_the_budget_and_why(tmp_path: Path) -> None:
     # Nothing goes (it was used just now), and the line says so instead of a bare "removed 0 objects".
     assert "removed 0 objects" in proc.stdout and "over the budget: used in the last 2 h" in proc.stdout
     assert (home / "cache" / "objects" / sha(b"just written" * 10_000).hex()[:2]).is_dir()
+
+
+def cache_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gocaas", "cache", *args],
+        env=python_env(GOCAAS_HOME=str(home), COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_gc_by_hand_leaves_min_free_on_the_disk(small_disk: Path) -> None:
+    home = small_disk / "home"
+    store = Store(home / "cache", max_size=None)
+    keys = [sha(b"old %d" % i) for i in range(8)]
+    for i, key in enumerate(keys):
+        body = bytes([i]) * (1 << 20)
+        store.put("default", key, sha(body), body)
+        age(store, "default", key, 3 * 3600 - i)
+    rows = stats_output(home)
+    free = free_space(str(home / "cache"))[0]
+    disk = f"the disk has {free / (1 << 20):.1f} MiB free of 16.0 MiB, 819.2 KiB (5%) kept free"
+    assert rows["budget"] == f"10.0 GiB; {disk}"
+    bad = cache_cli(home, "gc", "--min-free", "lots")
+    assert bad.returncode == 2 and "--min-free: bad free space 'lots'" in bad.stderr
+    proc = cache_cli(home, "gc", "--min-free", "12M")
+    assert proc.returncode == 0, proc.stderr
+    assert "short of 12M free)" in proc.stdout, proc.stdout
+    assert free_space(str(home / "cache"))[0] >= 12 << 20
+    gone = [k for k in keys if store.get("default", k) is None]
+    assert gone == keys[: len(gone)] and 0 < len(gone) < len(keys)
 
 
 def cache_clear(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

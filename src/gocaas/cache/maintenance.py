@@ -2,12 +2,14 @@
 
 - `usage(store)`: the bytes the store holds (sum of file sizes, as the go command counts its own cache: the
   filesystem's block rounding is not counted).
-- `gc(store, max_size)`: evicts least-recently-used files (oldest mtime; a hit refreshes it, see store.py)
-  until the store holds at most max_size bytes, then drops action entries whose object is gone and temp
+- `gc(store, max_size, min_free=...)`: evicts least-recently-used files (oldest mtime; a hit refreshes it,
+  see store.py) until the store holds at most max_size bytes and its filesystem has min_free free
+  (diskspace.py), then drops action entries whose object is gone and temp
   files left by killed writers. Files younger than `min_age_s` are never removed, so the budget is soft: the
   store can exceed it by what was used within min_age_s. An object is removed by renaming it into tmp/,
   checking that nobody refreshed it meanwhile (else it goes back) and unlinking it, so a get that refreshed it
   in the meantime keeps it. One gc at a time per store (a lock file); others skip or wait.
+- `auto_gc(store)`: the gc a writer runs when the store went over its budget or its disk under min_free.
 - `verify(store)`: rehashes every object and checks every entry, removing the corrupt ones.
 - `clear_namespace(store, ns)`: drops a namespace's action entries (and a server's traces of it), e.g. after
   a remote was found serving entries that name the wrong outputs, which no hash check can see.
@@ -27,6 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from gocaas.cache.diskspace import MinFree, mark_short, shortfall
 from gocaas.cache.files import lock_file, unique_name, unlink, unlock_file
 from gocaas.cache.store import CacheError, Store, _parse_entry, check_namespace
 
@@ -47,6 +50,7 @@ class GCResult:
     removed_tmp: int = 0
     removed_bytes: int = 0
     kept_young_bytes: int = 0  # bytes over budget that were too recently used to evict
+    disk_short: int = 0  # bytes the disk was short of min_free when it started
 
 
 @dataclass
@@ -105,9 +109,17 @@ def _evict_object(store: Store, path: str, young: float) -> bool:
 
 
 def gc(
-    store: Store, max_size: int | None = None, *, min_age_s: float | None = None, wait: bool = True
+    store: Store,
+    max_size: int | None = None,
+    *,
+    min_free: MinFree | None = None,
+    low_water: float = 1.0,
+    min_age_s: float | None = None,
+    wait: bool = True,
 ) -> GCResult:
-    """Evict least-recently-used files until the store holds at most max_size (default store.max_size)."""
+    """Evict least-recently-used files until the store holds at most max_size (default store.max_size) and
+    its filesystem has min_free free, as far as evicting can get it there; when the disk is short, down to
+    low_water of what leaves min_free."""
     if store.read_only:
         raise CacheError(f"the store {store.root} is open read-only")
     budget = store.max_size if max_size is None else max_size
@@ -128,11 +140,15 @@ def gc(
         actions = _files(store.actions_dir, 2)
         total = result.total_before = sum(size for _, size, _ in objects) + sum(s for _, s, _ in actions)
         is_object = {path for _, _, path in objects}
-        for mtime, size, path in sorted(objects + actions) if budget is not None else ():
-            if total <= budget:
+        goal = budget
+        if short := shortfall(store.root, min_free):
+            fits = max(0, int((total - short) * low_water))
+            result.disk_short, goal = short, fits if budget is None else min(budget, fits)
+        for mtime, size, path in sorted(objects + actions) if goal is not None else ():
+            if total <= goal:
                 break
             if mtime >= young:
-                result.kept_young_bytes = total - budget
+                result.kept_young_bytes = total - goal
                 break
             if path in is_object:
                 if not _evict_object(store, path, young):
@@ -148,6 +164,8 @@ def gc(
                 total -= size
                 result.removed_bytes += size
         result.total_after = total
+        if min_free is not None:
+            mark_short(store.root, result.removed_bytes < short)  # all it could: do not retry at once
         if result.removed_objects or result.removed_actions:
             store.bump_epoch()
         estimate = store.usage.replace(total, estimate_before)
@@ -157,6 +175,27 @@ def gc(
         return result
     finally:
         unlock_file(lock)
+
+
+def auto_gc(store: Store) -> GCResult:
+    """The gc a writer runs once the store went over its budget or its disk under min_free: down to
+    LOW_WATER of the budget, or of what leaves min_free, so that the next puts do not start another at
+    once. Skipped if another process is at it."""
+    budget = None if store.max_size is None else int(store.max_size * LOW_WATER)
+    return gc(store, budget, min_free=store.disk.min_free, low_water=LOW_WATER, wait=False)
+
+
+def disk_note(result: GCResult, store: Store) -> str | None:
+    """What to log when the disk, not the budget, made a gc evict: None otherwise."""
+    if not result.disk_short:
+        return None
+    mib = 1 << 20
+    left = f"; {result.kept_young_bytes / mib:.1f} MiB more were used too recently to evict"
+    return (
+        f"the disk under {store.root} was {result.disk_short / mib:.1f} MiB short of min_free "
+        f"{store.disk.min_free}: removed {result.removed_bytes / mib:.1f} MiB of the least "
+        f"recently used entries{left if result.kept_young_bytes else ''}"
+    )
 
 
 def _object_present(store: Store, action_path: str) -> bool:

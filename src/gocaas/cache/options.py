@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+from gocaas.cache.diskspace import DEFAULT_MIN_FREE, MinFree
 from gocaas.cache.stats import STATS_ENV
 from gocaas.cache.store import (
     DEFAULT_MAX_SIZE,
@@ -30,6 +31,8 @@ A GOCACHEPROG program: GOCACHEPROG="gocaas cacheprog ..." go build ./...
   --read-only         only get: the go command never sends put, and nothing in the store is written
   --workers N         a pool of N threads for gets and puts when requests queue up (default 0: none)
   --max-size SIZE     size budget, e.g. 10G, 500M (default 10G; 0 for none); past it, an LRU gc runs
+  --min-free SIZE|N%  space to keep free on the store's filesystem (default 5%; 0 for none): under it, an
+                      LRU gc runs whatever the budget says
   --min-age SECONDS   gc never removes files used more recently than this (default 7200; see store.py)
   --verify-limit SIZE rehash objects up to SIZE on every hit, bigger ones get a size check (default 64K)
   --stats FILE        append one JSON line of counters on close (also: $GOCAAS_CACHEPROG_STATS)
@@ -83,9 +86,9 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 class Options:
     __slots__ = (
         "attach_fd", "attach_parent", "dir", "finish_first", "flush_timeout", "max_size", "min_age",
-        "namespace", "prefetch", "read_only", "refill", "remote", "remote_read_only", "remote_timeout",
-        "resident", "resident_idle", "resident_serve", "runtime_dir", "signing_key_file", "stats", "token",
-        "verify_keys", "verify_limit", "workers",
+        "min_free", "namespace", "prefetch", "read_only", "refill", "remote", "remote_read_only",
+        "remote_timeout", "resident", "resident_idle", "resident_serve", "runtime_dir", "signing_key_file",
+        "stats", "token", "verify_keys", "verify_limit", "workers",
     )  # fmt: skip
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -104,6 +107,7 @@ class Options:
         self.workers = 0
         self.max_size: int | None = DEFAULT_MAX_SIZE
         self.min_age = float(MIN_AGE_S)
+        self.min_free: MinFree | None = DEFAULT_MIN_FREE
         self.verify_limit = DEFAULT_VERIFY_LIMIT
         self.stats = environ.get(STATS_ENV, "")
         self.remote = ""
@@ -135,6 +139,7 @@ _SETTERS = {
     "--namespace": lambda o, v: setattr(o, "namespace", check_namespace(v)),
     "--workers": lambda o, v: setattr(o, "workers", _whole(v, MAX_WORKERS)),
     "--max-size": lambda o, v: setattr(o, "max_size", parse_size(v) or None),
+    "--min-free": lambda o, v: setattr(o, "min_free", MinFree.parse(v)),
     "--min-age": lambda o, v: setattr(o, "min_age", _within(v, 0, 10 * 365 * 86400)),
     "--verify-limit": lambda o, v: setattr(o, "verify_limit", parse_size(v)),
     "--stats": lambda o, v: setattr(o, "stats", v),

@@ -271,12 +271,12 @@ class Server:
             start_new_thread(self._gc, (True,))
 
     def _gc(self, background: bool = False) -> None:
-        """Bring the store down to LOW_WATER of its budget (skipped if another process is at it)."""
-        from gocaas.cache.maintenance import LOW_WATER, gc
+        """The store is over its budget or its disk under min_free: maintenance.auto_gc."""
+        from gocaas.cache.maintenance import auto_gc, disk_note
 
         try:
-            if self.store.max_size is not None:
-                gc(self.store, int(self.store.max_size * LOW_WATER), wait=False)
+            if note := disk_note(auto_gc(self.store), self.store):
+                sys.stderr.write(f"gocaas cacheprog: {note}\n")
         except Exception as e:  # a failed gc must not fail the build
             sys.stderr.write(f"gocaas cacheprog: gc failed: {e}\n")
         finally:
@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         max_size=opts.max_size,
         min_age_s=opts.min_age,
         verify_limit=opts.verify_limit,
+        min_free=opts.min_free,
     )
     if opts.refill and not opts.read_only:
         store.bump_epoch()  # resident programs forget the entries this session replaces

@@ -61,7 +61,7 @@ def resident_key(opts: Options) -> str:
     return "\n".join([
         sys.executable, sys.version, ",".join(code), os.path.realpath(opts.dir),
         f"ro={opts.read_only} workers={opts.workers} max={opts.max_size} min_age={opts.min_age!r} "
-        f"verify={opts.verify_limit}", remote,
+        f"min_free={opts.min_free} verify={opts.verify_limit}", remote,
     ])  # fmt: skip
 
 
@@ -135,7 +135,7 @@ def spawn(opts: Options, runtime_dir: str, log: str) -> None:
 
     argv = [sys.executable, "-I", "-S", LAUNCHER, "--dir", os.path.realpath(opts.dir)]
     argv += ["--workers", str(opts.workers)]
-    argv += ["--max-size", str(opts.max_size or 0)]
+    argv += ["--max-size", str(opts.max_size or 0), "--min-free", str(opts.min_free or 0)]
     argv += ["--min-age", repr(opts.min_age), "--verify-limit", str(opts.verify_limit)]
     argv += ["--runtime-dir", runtime_dir, "--resident-idle", repr(opts.resident_idle), "--resident-serve"]
     if opts.read_only:

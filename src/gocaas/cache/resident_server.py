@@ -98,6 +98,7 @@ class Resident:
             max_size=opts.max_size,
             min_age_s=opts.min_age,
             verify_limit=opts.verify_limit,
+            min_free=opts.min_free,
         )
         self.active = 0
         self.last_active = time.monotonic()

@@ -50,6 +50,7 @@ import threading
 from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 
+from gocaas.cache.diskspace import DEFAULT_MIN_FREE, MinFree
 from gocaas.cache.handler import Handler
 from gocaas.cache.store import DEFAULT_MAX_SIZE, Store, check_namespace
 from gocaas.cache.traces import TraceStore
@@ -131,11 +132,11 @@ class CacheHTTPServer(ThreadingHTTPServer):
             threading.Thread(target=self._gc, daemon=True).start()
 
     def _gc(self) -> None:
-        from gocaas.cache.maintenance import LOW_WATER, gc
+        from gocaas.cache.maintenance import auto_gc, disk_note
 
         try:
-            if self.store.max_size is not None:
-                gc(self.store, int(self.store.max_size * LOW_WATER), wait=False)
+            if note := disk_note(auto_gc(self.store), self.store):
+                sys.stderr.write(f"gocaas cache serve: {note}\n")
             self.store.over_budget = False
         except Exception as e:  # pragma: no cover - logged, the server goes on
             sys.stderr.write(f"gocaas cache serve: gc failed: {e}\n")
@@ -154,11 +155,13 @@ def make_server(
     read_only_namespaces: Iterable[str] = (),
     max_object_size: int = DEFAULT_MAX_OBJECT,
     max_size: int | None = DEFAULT_MAX_SIZE,
+    min_free: MinFree | None = DEFAULT_MIN_FREE,
     verify_keys: Iterable[bytes] = (),
 ) -> CacheHTTPServer:
     """A bound server (port 0: any free port, see `.url`); run it with serve_forever(), stop with shutdown().
-    The token defaults to $GOCAAS_CACHE_TOKEN; max_size is the store's budget (LRU gc past it; None: none)."""
-    store = Store(store_dir, read_only=read_only, max_size=max_size)
+    The token defaults to $GOCAAS_CACHE_TOKEN; max_size is the store's budget and min_free the space its
+    disk keeps free (an LRU gc past either; None: none)."""
+    store = Store(store_dir, read_only=read_only, max_size=max_size, min_free=min_free)
     try:
         return CacheHTTPServer(
             (host, port),
@@ -210,6 +213,7 @@ def serve_command(
     read_only: bool = False,
     read_only_namespaces: Iterable[str] = (),
     max_size: str | None = None,
+    min_free: str | None = None,
     max_object_size: str | None = None,
     verify_keys: Iterable[str] = (),
 ) -> None:
@@ -229,6 +233,7 @@ def serve_command(
         read_only=read_only,
         read_only_namespaces=tuple(read_only_namespaces),
         max_size=DEFAULT_MAX_SIZE if max_size is None else (parse_size(max_size) or None),
+        min_free=DEFAULT_MIN_FREE if min_free is None else MinFree.parse(min_free),
         max_object_size=DEFAULT_MAX_OBJECT if max_object_size is None else parse_size(max_object_size),
         verify_keys=[parse_key(key, "--verify-key") for key in verify_keys],
     )
@@ -247,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-only-namespace", action="append", default=[], metavar="NS",
                         help="refuse PUTs of action entries in NS (repeatable)")  # fmt: skip
     parser.add_argument("--max-size", help="the store's budget, e.g. 50G (default 10G; 0: none)")
+    parser.add_argument("--min-free", help="space to keep free on the store's disk, e.g. 20G or 5%% "
+                        "(default 5%%; 0: none): under it, an LRU gc runs")  # fmt: skip
     parser.add_argument("--max-object-size", help="the largest object a PUT may send (default 2G)")
     parser.add_argument("--verify-key", action="append", default=[], metavar="HEX",
                         help="accept only entries signed by this public key (repeatable)")  # fmt: skip
@@ -260,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             read_only=args.read_only,
             read_only_namespaces=args.read_only_namespace,
             max_size=args.max_size,
+            min_free=args.min_free,
             max_object_size=args.max_object_size,
             verify_keys=args.verify_key,
         )

@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gocaas.cache.diskspace import free_space
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from gocaas.cache.server import CacheHTTPServer
@@ -68,6 +70,14 @@ class CacheServerCollector(Collector):
             budget = GaugeMetricFamily(PREFIX + "store_budget_bytes", "The store budget: LRU gc past it.")
             budget.add_metric([], store.max_size)
             yield budget
+        free, total = free_space(store.root)
+        disk = GaugeMetricFamily(PREFIX + "disk_free_bytes", "Free space on the store's filesystem.")
+        disk.add_metric([], free)
+        yield disk
+        if (min_free := store.disk.min_free) is not None:
+            keep = GaugeMetricFamily(PREFIX + "disk_min_free_bytes", "Free space kept: LRU gc under it.")
+            keep.add_metric([], min_free.bytes_on(total))
+            yield keep
 
 
 def exposition(server: CacheHTTPServer) -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ Layout under the root (`$GOCAAS_HOME/cache` by default):
                                            [" <signature hex>"] (a server's signed entries, signing.py)
     tmp/                                   files being written, renamed into place when complete
     usage                                  estimated total size in bytes (every gc rewrites it from disk)
+    gc-short                               its mtime: when a gc last ended with the disk under min_free
     epoch                                  its mtime: when entries were last removed or replaced (bump_epoch)
 
 Writes go to a temp file in tmp/ (same filesystem) and are renamed into place with os.replace, so readers,
@@ -26,8 +27,8 @@ oldest mtime but never a file younger than `min_age`. That is how a DiskPath han
 outlives its `close`: keep `min_age` above the longest go command plus TOUCH_INTERVAL_S (the default, 2 h,
 covers gocaas's 1 h build timeout). See maintenance.py.
 
-This module imports only os, time, files.py and usage_file.py at load: the GOCACHEPROG program starts
-with every go command.
+This module imports only os, time, files.py, diskspace.py and usage_file.py at load: the GOCACHEPROG
+program starts with every go command.
 """
 
 # str paths and os calls on purpose: this runs inside every go command, and pathlib costs import time
@@ -41,6 +42,7 @@ import time
 from binascii import Error as BinasciiError
 from binascii import unhexlify
 
+from gocaas.cache.diskspace import DiskWatch, MinFree
 from gocaas.cache.files import (
     ObjectWriter,
     mktemp,
@@ -131,10 +133,12 @@ class Store:
         max_size: int | None = DEFAULT_MAX_SIZE,
         min_age_s: float = MIN_AGE_S,
         verify_limit: int = DEFAULT_VERIFY_LIMIT,
+        min_free: MinFree | None = None,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.read_only = read_only
         self.max_size = max_size
+        self.disk = DiskWatch(self.root, min_free)  # the space its filesystem keeps free
         self.min_age_s = min_age_s
         self.verify_limit = verify_limit
         self.objects_dir = os.path.join(self.root, "objects")
@@ -143,7 +147,7 @@ class Store:
         self.usage = UsageFile(os.path.join(self.root, "usage"))
         self.epoch_file = os.path.join(self.root, "epoch")
         self.added = 0  # bytes of new files this process wrote and has not yet added to the usage estimate
-        self.over_budget = False  # set when the usage estimate passed max_size; the owner runs gc
+        self.over_budget = False  # past max_size, or the disk under min_free: the owner runs gc
         self.corrupt = 0  # entries or objects found bad (and removed unless read-only) by get
         self._namespaces: set[str] = set()  # checked already
 
@@ -358,6 +362,8 @@ class Store:
 
     def _account(self, nbytes: int) -> None:
         self.added += nbytes
+        if self.disk.wrote(nbytes):
+            self.over_budget = True
         if self.added >= ACCOUNT_EVERY or (self.max_size is not None and self.added >= self.max_size // 10):
             self.flush_usage()
 
@@ -365,7 +371,7 @@ class Store:
         """Add this process's new bytes to the shared usage estimate; return the estimate."""
         added, self.added = self.added, 0
         total = self.usage.add(added)
-        if self.max_size is not None and total > self.max_size:
+        if (self.max_size is not None and total > self.max_size) or self.disk.short():
             self.over_budget = True
         return total
 

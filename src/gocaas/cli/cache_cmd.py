@@ -39,9 +39,22 @@ def cache_stats() -> None:
     size = usage(Store(str(settings.cache_dir), read_only=True)) if settings.cache_dir.is_dir() else 0
     table = Table("", "value", show_header=False)
     table.add_row("store", f"{settings.cache_dir} ({_size(size)})")
+    budget = _budget(settings.cache_max_size, settings.cache_min_free, str(settings.cache_dir))
+    table.add_row("budget", budget)
     for name, value in stats_rows(totals):
         table.add_row(name, value)
     Console().print(table)
+
+
+def _budget(max_size: int, min_free_text: str, store_dir: str) -> str:
+    """The stats line on the limits: the size budget, and the disk's free space against min_free."""
+    from gocaas.cache.diskspace import MinFree, free_space
+
+    free, total = free_space(store_dir)
+    budget = _size(max_size) if max_size else "none"
+    min_free = MinFree.parse(min_free_text)
+    kept = f", {_size(min_free.bytes_on(total))} ({min_free}) kept free" if min_free else ""
+    return f"{budget}; the disk has {_size(free)} free of {_size(total)}{kept}"
 
 
 def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
@@ -82,21 +95,35 @@ def stats_rows(totals: dict[str, int]) -> list[tuple[str, str]]:
 
 @cache_app.command("gc")
 def cache_gc(
-    max_size: Annotated[str, typer.Option(help="Budget, e.g. 10GiB or 500MB.")] = "10GiB",
+    max_size: Annotated[
+        str | None, typer.Option(help="Budget, e.g. 10GiB or 500MB (default: the cache_max_size setting).")
+    ] = None,
+    min_free: Annotated[
+        str | None,
+        typer.Option(
+            help="Free space to leave on the store's disk, e.g. 20GiB or 5% (default: the cache_min_free "
+            "setting; 0: none)."
+        ),
+    ] = None,
 ) -> None:
-    """Evict least-recently-used entries until the store fits the budget."""
+    """Evict least-recently-used entries until the store fits the budget and its disk has min-free free."""
+    from gocaas.cache.diskspace import MinFree
     from gocaas.cache.maintenance import gc
     from gocaas.cache.options import parse_size
     from gocaas.cache.store import CacheError, Store
 
     settings = load()
     try:
-        budget = parse_size(max_size)
+        budget = settings.cache_max_size if max_size is None else parse_size(max_size)
     except ValueError as exc:
         raise fail(f"--max-size: {exc}") from None
-    store = Store(str(settings.cache_dir))
     try:
-        result = gc(store, budget)
+        keep = MinFree.parse(settings.cache_min_free if min_free is None else min_free)
+    except ValueError as exc:
+        raise fail(f"--min-free: {exc}") from None
+    store = Store(str(settings.cache_dir), max_size=budget or None)
+    try:
+        result = gc(store, min_free=keep)
     except CacheError as exc:
         raise fail(str(exc), 3) from None
     kept = (
@@ -105,9 +132,10 @@ def cache_gc(
         if result.kept_young_bytes
         else ""
     )
+    disk = f" (the disk was {_size(result.disk_short)} short of {keep} free)" if result.disk_short else ""
     busy = "" if result.ran else " (another gc was running: this one did nothing)"
     Console().print(
-        f"{_size(result.total_before)} → {_size(result.total_after)}: removed {result.removed_objects} "
+        f"{_size(result.total_before)} → {_size(result.total_after)}{disk}: removed {result.removed_objects} "
         f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)}){kept}{busy}",
         highlight=False,
     )
@@ -261,7 +289,13 @@ def cache_serve(
     read_only_namespace: Annotated[
         list[str] | None, typer.Option(help="A namespace nobody may write.")
     ] = None,
-    max_size: Annotated[str | None, typer.Option(help="The store's budget, e.g. 50GiB.")] = None,
+    max_size: Annotated[
+        str | None, typer.Option(help="The store's budget, e.g. 50GiB (default: cache_max_size).")
+    ] = None,
+    min_free: Annotated[
+        str | None,
+        typer.Option(help="Free space to leave on its disk, e.g. 20GiB or 5% (default: cache_min_free)."),
+    ] = None,
     max_object_size: Annotated[str | None, typer.Option(help="The largest object accepted.")] = None,
     verify_key: Annotated[
         list[str] | None,
@@ -282,7 +316,8 @@ def cache_serve(
             read_token=read_token,
             read_only=read_only,
             read_only_namespaces=read_only_namespace or (),
-            max_size=max_size,
+            max_size=str(settings.cache_max_size) if max_size is None else max_size,
+            min_free=settings.cache_min_free if min_free is None else min_free,
             max_object_size=max_object_size,
             verify_keys=verify_key or (),
         )

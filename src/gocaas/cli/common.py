@@ -11,8 +11,9 @@ from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.text import Text
 
+from gocaas.config_file import BadSettings, setting_source
 from gocaas.errors import ExitCode
-from gocaas.settings import BadSettings, Settings, setting_source
+from gocaas.settings import Settings
 
 # The settings that command-line options override, by option: an error names the option.
 _OPTIONS = {"build_timeout": "--timeout", "server_workers": "--workers"}

@@ -71,7 +71,7 @@ def cacheprog_for(ctx: BuildContext, toolchain: Toolchain, *, refill: bool = Fal
         return None
     from gocaas.cache.command import cacheprog_argv
 
-    extra: list[str] = []
+    extra = ["--max-size", str(settings.cache_max_size), "--min-free", settings.cache_min_free]
     if refill:
         extra.append("--refill")
     elif settings.cache_remote_url and CacheDamage not in ctx.results:
