@@ -10,11 +10,11 @@ It lives in the module, `.gocaas/quarantine`, so it is reviewed and versioned wi
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gocaas.atomic import replacing
 from gocaas.errors import BadInput
 
 QUARANTINE_FILE = Path(".gocaas") / "quarantine"
@@ -81,13 +81,10 @@ def save(module_root: Path, quarantine: Quarantine) -> Path:
         "# TestName, or 'import/path TestName'.\n"
     )
     body = "".join(f"{entry}\n" for entry in sorted(set(quarantine.entries), key=str))
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(header + body, encoding="utf-8")
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_text(header + body, encoding="utf-8")
     except OSError as e:
-        with contextlib.suppress(OSError):  # ours, half written; not there, or not a file we made
-            tmp.unlink()
         raise BadInput(f"cannot write {QUARANTINE_FILE}: {e.strerror or e}") from None
     return path

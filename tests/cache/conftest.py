@@ -99,27 +99,6 @@ class Session:
         return self.proc.stderr.read().decode(errors="replace")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB filesystem of the test's own (tmpfs: nothing else writes there, so its free space is
-    exact), for what the store does when its disk runs short. Mounting needs root."""
-    from tests.conftest import skip_or_fail
-
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        skip_or_fail(f"cannot mount a tmpfs (root only): {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=True)
-
-
 def age(store: Store, namespace: str, action_id: bytes, seconds_ago: float) -> None:
     """Make an entry (and its object) last used seconds_ago, as the LRU gc sees it."""
     entry = store.get(namespace, action_id)

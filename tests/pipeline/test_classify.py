@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from gocaas.errors import FailureClass
-from gocaas.go.runner import CommandResult
+from gocaas.go.runner import CommandResult, run_command
 from gocaas.pipeline.classify import classify
 from tests.conftest import EXAMPLES, BuildFn
 
@@ -37,11 +38,34 @@ def _result(stderr: str) -> CommandResult:
         ("./main.go:3:5: undefined: x", FailureClass.USER, "compile_error"),
         ("bwrap: execvp /usr/local/go/bin/go: Permission denied", FailureClass.INFRASTRUCTURE, "sandbox"),
         ("main.go:3:5: undefined: x\n# says bwrap: mid-line", FailureClass.USER, "compile_error"),
+        ("# example.com/x\ncompile: writing output: write $WORK/b001/_pkg_.a: no space left on device",
+         FailureClass.INFRASTRUCTURE, "disk_full"),
+        ("go: writing go.mod cache: write /c/mod/cache/x.mod: disk quota exceeded",
+         FailureClass.INFRASTRUCTURE, "disk_full"),
     ],
 )
 def test_classify(stderr: str, klass: FailureClass, kind: str) -> None:
     error = classify(_result(stderr), stage="build", module_root=ROOT)
     assert (error.failure_class, error.kind) == (klass, kind)
+
+
+def test_a_full_disk_is_the_machines_not_the_modules(small_disk: Path, go_env: dict[str, str]) -> None:
+    """go build -o onto a disk with no room: what the real go command says is classified disk_full, and
+    the message says what the disk has free; a test that prints the words is still the test's failure."""
+    full = small_disk / "filler"
+    with full.open("wb") as f:  # leave 256 KiB: less than the binary
+        f.write(b"\0" * ((16 << 20) - (256 << 10)))
+    argv = ["go", "build", "-o", str(small_disk / "hello"), "."]
+    result = run_command(argv, cwd=EXAMPLES / "hello", env=go_env, timeout=300)
+    assert result.returncode != 0 and "no space left on device" in result.stderr
+    error = classify(result, stage="build", module_root=EXAMPLES / "hello", cache_dir=small_disk / "cache")
+    assert (error.failure_class, error.kind, error.exit_code) == (FailureClass.INFRASTRUCTURE, "disk_full", 3)
+    assert error.message.startswith("out of disk space: build: ") and "/hello: no space left" in error.message
+    assert f"the disk holding {small_disk} has 0." in error.message, error.message
+    said = "write /t: no space left on device\n"
+    printed = json.dumps({"Action": "output", "Package": "x", "Output": said})
+    test_failure = CommandResult(("go", "test"), 1, printed + "\n", "", 0.1)
+    assert classify(test_failure, stage="test", module_root=ROOT).kind != "disk_full"
 
 
 # What a fresh worker's go build printed after a remote cache swapped the outputs of 10 pairs of entries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -21,11 +22,36 @@ _SECURITY = re.compile(r"SECURITY ERROR|checksum mismatch")
 _NOT_FOUND = re.compile(r"unknown revision|invalid version|: 404 Not Found|: 410 Gone|not found: ")
 _TOO_NEW = re.compile(r"go\.mod requires go >= \S+")
 _SANDBOX = re.compile(r"^bwrap: .*$", re.M)  # bubblewrap's own errors: it could not set up or start go
+# ENOSPC and EDQUOT as Go and Python print them: a full disk, never the module's fault
+_DISK_FULL = re.compile(r"^.*(?:no space left on device|disk quota exceeded).*$", re.M | re.I)
 
 
 def first_lines(text: str, count: int = 6) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(lines[:count])
+
+
+def disk_full(what: str, path: str | Path | None) -> InfraError:
+    """Out of disk space: the machine's failure, saying what the disk holding path has free now."""
+    free = ""
+    if path is not None:
+        from gocaas.cache.diskspace import free_space
+
+        try:
+            room = free_space(str(path))[0]
+            free = f" (the disk holding {path} has {room / (1 << 20):.1f} MiB free now)"
+        except OSError:
+            pass
+    return InfraError(f"out of disk space: {what}{free}", kind="disk_full")
+
+
+def unexpected(exc: Exception, stage: str, data_dir: Path | None = None) -> InfraError:
+    """A stage's exception that is not a GocaasError: the disk filling under us, or a bug (`internal`)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        path = exc.filename2 or exc.filename  # a copy's or a rename's second name is where it was writing
+        where = f" writing {path}" if path else ""
+        return disk_full(f"the {stage} stage{where}: {exc.strerror}", path or data_dir)
+    return InfraError(f"internal error in the {stage} stage: {exc!r}", kind="internal")
 
 
 def is_transient(output: str) -> bool:
@@ -55,6 +81,8 @@ def classify(
             f"{stage}: the go command was killed or ran out of memory: {first_lines(output)}",
             kind="out_of_memory",
         )
+    if match := _DISK_FULL.search(go_messages(result)):  # not a test's own output
+        return disk_full(f"{stage}: {match.group(0).strip()}", cache_dir and cache_dir.parent)
     if match := _TOO_NEW.search(output):
         return BadInput(f"{match.group(0)} but the resolved toolchain is older", kind="toolchain_too_old")
     diagnostics = parse_diagnostics(output, module_root, cwd)

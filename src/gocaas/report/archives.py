@@ -9,13 +9,15 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from gocaas.atomic import replacing
+
 _EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
 
 def write_tar_gz(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
     """Write (name in archive, file) pairs as a deterministic .tar.gz."""
-    tmp = dest.with_name(dest.name + ".tmp")
     with (
+        replacing(dest) as tmp,
         tmp.open("wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=_EPOCH) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
@@ -26,14 +28,12 @@ def write_tar_gz(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
             info.mode = 0o755
             with path.open("rb") as handle:
                 tar.addfile(info, handle)
-    tmp.replace(dest)
     return dest
 
 
 def write_zip(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
     """Write (name in archive, file) pairs as a deterministic .zip."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with replacing(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(files):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = (0o100755 & 0xFFFF) << 16
@@ -41,5 +41,4 @@ def write_zip(dest: Path, files: Sequence[tuple[str, Path]]) -> Path:
             with path.open("rb") as src, archive.open(info, "w") as out:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
-    tmp.replace(dest)
     return dest

@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from gocaas.atomic import replacing
+
 _CHUNK = 1 << 20
 
 
@@ -21,9 +23,8 @@ def sha256_file(path: Path) -> str:
 def write_checksums(dest: Path, entries: Iterable[tuple[str, str]]) -> Path:
     """Write (name, sha256) pairs to dest, sorted by name."""
     lines = [f"{sha}  {name}\n" for name, sha in sorted(entries)]
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(dest)
+    with replacing(dest) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8")
     return dest
 
 

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from gocaas.atomic import replacing
 from gocaas.errors import BadInput
 from gocaas.settings import Settings
 from gocaas.source.directory import unreadable
@@ -49,13 +50,12 @@ def _scan(source: Path) -> dict[str, os.stat_result] | None:
 def _copy_hashing(reader: BinaryIO, dest: Path, mode: int) -> str:
     digest = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.gocaas-tmp")
-    with tmp.open("wb") as writer:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-            writer.write(chunk)
-    tmp.chmod(mode & 0o777)
-    tmp.replace(dest)
+    with replacing(dest) as tmp:
+        with tmp.open("wb") as writer:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+                writer.write(chunk)
+        tmp.chmod(mode & 0o777)
     return digest.hexdigest()
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gocaas.atomic import replacing
+
 # 2000-01-01 + up to ten years: far older than go's 2-second "too new to cache" cut-off.
 _BASE = 946684800
 _SPAN = 10 * 365 * 86400
@@ -87,9 +89,8 @@ def finish(target: Path, after: dict[str, list[object]], record: Path) -> None:
     """Fixed directory times, and the record of what the workspace now holds."""
     for dirpath, _, _ in os.walk(target):
         os.utime(dirpath, (DIR_MTIME, DIR_MTIME))
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(after), encoding="utf-8")
-    tmp.replace(record)
+    with replacing(record) as tmp:
+        tmp.write_text(json.dumps(after), encoding="utf-8")
 
 
 def sync_tree(incoming: Path, target: Path, manifest: dict[str, str], record: Path) -> Synced:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
+from gocaas.atomic import replacing
 from gocaas.go.gomod import module_path
 from gocaas.pipeline.stage import BuildContext, Skip
 from gocaas.report.archives import write_tar_gz, write_zip
@@ -40,10 +41,9 @@ def _place(src: Path, dest: Path) -> None:
         return
     except OSError:
         pass
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.chmod(0o755)
-    tmp.replace(dest)
+    with replacing(dest) as tmp:
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o755)
 
 
 class PackageStage:

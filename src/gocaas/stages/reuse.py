@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gocaas.atomic import replacing
 from gocaas.cache.results import CachedResult, ResultCache
 from gocaas.pipeline.stage import BuildContext, Skip
 from gocaas.stages.gocmd import SourceResult, ToolchainResult
@@ -84,10 +85,9 @@ class ReuseStage:
             return ResultKey(key, inputs)
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         for path in cached.files.iterdir():
-            tmp = ctx.out_dir / f".{path.name}.tmp"
-            shutil.copyfile(path, tmp)
-            shutil.copymode(path, tmp)
-            tmp.replace(ctx.out_dir / path.name)
+            with replacing(ctx.out_dir / path.name) as tmp:
+                shutil.copyfile(path, tmp)
+                shutil.copymode(path, tmp)
         ctx.log.note(
             f"identical to build {cached.document.get('build_id')}: its result is reused, go not run"
         )

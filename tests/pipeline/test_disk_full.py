@@ -1,0 +1,33 @@
+"""A full disk fails the build as the infrastructure's (`disk_full`, exit 3), whoever hit it (the go
+command or gocaas writing files), and leaves nothing half written. The go command's side is in
+test_classify.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gocaas.errors import FailureClass
+from tests.conftest import EXAMPLES, BuildFn
+
+
+def test_an_output_directory_with_no_room_is_the_machines_fault(build: BuildFn, small_disk: Path) -> None:
+    with (small_disk / "filler").open("wb") as f:  # 256 KiB left: less than the binary
+        f.write(b"\0" * ((16 << 20) - (256 << 10)))
+    out = small_disk / "out"
+    report = build(EXAMPLES / "hello", out=out)
+    failure = report.failure
+    assert failure is not None and report.exit_code == 3
+    assert (failure.failure_class, failure.kind, failure.stage) == (
+        FailureClass.INFRASTRUCTURE,
+        "disk_full",
+        "package",
+    ), failure
+    assert failure.message.startswith(f"out of disk space: the package stage writing {out}/"), failure.message
+    free = failure.message.rsplit(" has ", 1)[1]  # what is free once its temp file is gone: < 1 MiB
+    assert (
+        f"(the disk holding {out}/" in failure.message
+        and free.startswith("0.")
+        and free.endswith(" MiB free now)")
+    )
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["junit.xml"], "the test report (written whole), and no half-written binary or temp file"
