@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import tarfile
 from pathlib import Path
@@ -15,10 +16,11 @@ import httpx
 import pytest
 
 from gocaas.server.intake import fingerprint
+from gocaas.settings import Settings
 from gocaas.spec import BuildOptions, BuildSpec, SourceKind, SourceSpec, Target
 from tests.conftest import EXAMPLES
 from tests.server.conftest import ServerFactory
-from tests.support.server import ServerProcess, upload
+from tests.support.server import ServerProcess, server_home, upload
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +316,33 @@ def test_a_different_timeout_is_a_different_build() -> None:
     assert fingerprint(spec, 1, timeout_s=60) == fingerprint(spec, 1, timeout_s=60)
     timeouts = (None, 60.0, 120.0)
     assert len({fingerprint(spec, 1, timeout_s=t) for t in timeouts}) == len(timeouts)
+
+
+def test_an_upload_to_a_server_out_of_disk_space_is_refused_and_leaves_nothing(
+    make_server: ServerFactory, settings: Settings, small_disk: Path, tmp_path: Path
+) -> None:
+    """507 Insufficient Storage with a Retry-After, not a 500 that blames a bug; the part written is removed,
+    and the server takes the upload once there is room again."""
+    server = make_server(workers=0, home=server_home(small_disk, settings))
+    try:
+        client = server.client(server.admin_token)
+        module = tmp_path / "big"
+        module.mkdir()
+        (module / "go.mod").write_text("module example.test/big\n\ngo 1.21\n")
+        (module / "main.go").write_text("package main\n\nfunc main() {}\n")
+        (module / "data.bin").write_bytes(os.urandom(1 << 20))  # does not compress: a 1 MiB upload
+        filler = small_disk / "filler"
+        with filler.open("wb") as f:
+            f.write(b"\0" * (shutil.disk_usage(small_disk).free - (512 << 10)))
+        response = upload(client, module)
+        assert response.status_code == 507, response.text
+        assert response.json()["error"] == "the server is out of disk space; try again later"
+        assert response.headers["Retry-After"] == "60"
+        uploads = small_disk / "home" / "uploads"
+        assert not uploads.exists() or list(uploads.iterdir()) == [], "the part written was removed"
+        filler.unlink()
+        again = upload(client, module)
+        assert again.status_code == 202, again.text
+        assert client.get(f"/v1/builds/{again.json()['build_id']}").status_code == 200
+    finally:
+        server.stop()

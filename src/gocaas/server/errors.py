@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Final
 
 import structlog
@@ -54,6 +55,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _full(_request: Request, exc: QueueFull) -> JSONResponse:
         status = 429 if exc.scope == "tenant" else 503
         return _error(status, exc.message, headers={"Retry-After": RETRY_AFTER})
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise exc  # a bug: the handler for Exception below answers and logs it
+        # The server's disk is full (an upload, a build's files): nothing the client did wrong, and it may
+        # pass once retention or the cache's gc has made room.
+        log.error("out of disk space", path=request.url.path, error=str(exc)[:500])
+        return _error(507, "the server is out of disk space; try again later", headers={"Retry-After": "60"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
