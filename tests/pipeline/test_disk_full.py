@@ -4,10 +4,13 @@ test_classify.py."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from gocaas.errors import FailureClass
+from gocaas.settings import Settings
 from tests.conftest import EXAMPLES, BuildFn
+from tests.support.server import server_home
 
 
 def test_an_output_directory_with_no_room_is_the_machines_fault(build: BuildFn, small_disk: Path) -> None:
@@ -31,3 +34,19 @@ def test_an_output_directory_with_no_room_is_the_machines_fault(build: BuildFn, 
     )
     left = sorted(p.name for p in out.iterdir())
     assert left == ["junit.xml"], "the test report (written whole), and no half-written binary or temp file"
+
+
+def test_a_data_directory_with_no_room_fails_the_build_as_disk_full(
+    build: BuildFn, settings: Settings, small_disk: Path
+) -> None:
+    """The data directory's disk fills up: whatever stage first finds no room (here the sandbox's copy of the
+    go command, wrapped in its own error), the build fails as disk_full, not as that stage's own trouble."""
+    home = server_home(small_disk, settings)  # the session's warm caches, linked; the rest on the small disk
+    worker = Settings(**(settings.model_dump() | {"home": home, "sandbox": "on"}))
+    with (small_disk / "filler").open("wb") as f:  # room for the build's logs, not for a copy of go
+        f.write(b"\0" * (shutil.disk_usage(small_disk).free - (64 << 10)))
+    report = build(EXAMPLES / "hello", settings_=worker, out=small_disk.parent / "out")
+    failure = report.failure
+    assert failure is not None and report.exit_code == 3
+    assert (failure.failure_class, failure.kind) == (FailureClass.INFRASTRUCTURE, "disk_full"), failure
+    assert "No space left on device" in failure.message and f"(the disk holding {home}" in failure.message

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gocaas.cache.files import unique_name
+from gocaas.atomic import replacing
 from gocaas.errors import InfraError
 
 # What programs commonly read from /etc: name resolution, users and groups, TLS roots, the time zone, the
@@ -141,13 +141,9 @@ def exec_only(binary: Path, directory: Path) -> Path:
     if copy.exists():
         return copy
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / unique_name(f".{copy.name}.")
-    try:
+    with replacing(copy) as partial:
         shutil.copyfile(binary, partial)
         partial.chmod(0o111)
-        partial.replace(copy)
-    finally:
-        partial.unlink(missing_ok=True)
     return copy
 
 

@@ -45,12 +45,19 @@ def disk_full(what: str, path: str | Path | None) -> InfraError:
     return InfraError(f"out of disk space: {what}{free}", kind="disk_full")
 
 
-def unexpected(exc: Exception, stage: str, data_dir: Path | None = None) -> InfraError:
-    """A stage's exception that is not a GocaasError: the disk filling under us, or a bug (`internal`)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        path = exc.filename2 or exc.filename  # a copy's or a rename's second name is where it was writing
+def stage_error(exc: Exception, stage: str, data_dir: Path | None = None) -> GocaasError:
+    """What a stage raised, as the build's failure: a full disk is `disk_full` whether the stage let the
+    OSError through or said what it was doing (an error raised from it); another exception that is not a
+    GocaasError is a bug (`internal`)."""
+    cause = exc.__cause__ if isinstance(exc, GocaasError) else exc
+    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        path = cause.filename2 or cause.filename  # a copy's or a rename's second name is where it wrote
+        if isinstance(exc, GocaasError):
+            return disk_full(exc.message, path or data_dir)
         where = f" writing {path}" if path else ""
-        return disk_full(f"the {stage} stage{where}: {exc.strerror}", path or data_dir)
+        return disk_full(f"the {stage} stage{where}: {cause.strerror}", path or data_dir)
+    if isinstance(exc, GocaasError):
+        return exc
     return InfraError(f"internal error in the {stage} stage: {exc!r}", kind="internal")
 
 

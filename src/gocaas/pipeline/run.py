@@ -15,7 +15,7 @@ from pathlib import Path
 from gocaas.cache.tally import tally
 from gocaas.errors import ExitCode, GocaasError
 from gocaas.go.env import BuildDirs
-from gocaas.pipeline.classify import unexpected
+from gocaas.pipeline.classify import stage_error
 from gocaas.pipeline.events import EventSink, StageFinished, StageStarted, discard
 from gocaas.pipeline.reuse import remember, reused_report
 from gocaas.pipeline.stage import BuildContext, Skip, Stage, StageLog
@@ -152,7 +152,7 @@ def _run(
             except Exception as exc:  # every failure is classified, a bug included (as infrastructure)
                 if not isinstance(exc, GocaasError):
                     log.line(traceback.format_exc())
-                    exc = unexpected(exc, stage.name, settings.home)
+                exc = stage_error(exc, stage.name, settings.home)
                 limit_hit = results.get(LimitHit)
                 exc = blame_limit(exc, limit_hit if isinstance(limit_hit, LimitHit) else None, stage.name)
                 status = StageStatus.FAILED
