@@ -141,8 +141,10 @@ def test_bad_build_memory_limit_names_the_variable(
 def test_cache_budget_and_min_free_take_sizes_and_percentages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOCAAS_CACHE_MAX_SIZE", "50G")
     monkeypatch.setenv("GOCAAS_CACHE_MIN_FREE", "20GiB")
+    monkeypatch.setenv("GOCAAS_RESULTS_MAX_SIZE", "1.5G")
     settings = Settings()
     assert (settings.cache_max_size, settings.cache_min_free) == (50 << 30, "20G")
+    assert settings.results_max_size == int(1.5 * (1 << 30))
     monkeypatch.setenv("GOCAAS_CACHE_MIN_FREE", "12.5%")
     assert Settings().cache_min_free == "12.5%"
     assert Settings(cache_max_size=0, cache_min_free="0%").cache_min_free == "0"
@@ -154,6 +156,7 @@ def test_cache_budget_and_min_free_take_sizes_and_percentages(monkeypatch: pytes
     [
         ("GOCAAS_CACHE_MAX_SIZE", "lots", "bad size 'lots'"),
         ("GOCAAS_CACHE_MAX_SIZE", "-1G", "bad size '-1G'"),
+        ("GOCAAS_RESULTS_MAX_SIZE", "5 gigs", "bad size '5 gigs'"),
         ("GOCAAS_CACHE_MIN_FREE", "100%", "a percentage must be from 0 to below 100"),
         ("GOCAAS_CACHE_MIN_FREE", "plenty", "want a size such as 20G, or a percentage"),
     ],

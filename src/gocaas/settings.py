@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     cache_remote_verify_keys: Annotated[tuple[str, ...], NoDecode] = ()
 
     reuse_results: bool = Field(default=True, description="Reuse identical earlier builds (result cache).")
+    # The result cache's budget (a size; 0: none): its least recently used entries go past it, or when the
+    # disk is under cache_min_free (gocaas.cache.results.trim).
+    results_max_size: int = Field(default=5 << 30, ge=0)
 
     database_url: str | None = Field(default=None, description="Default: SQLite in the data directory.")
 
@@ -256,7 +259,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"a tier's timeout should be at most {MAX_SECONDS} s: {raw!r}")
         return value
 
-    @field_validator("build_memory_limit", "cache_max_size", mode="before")
+    @field_validator("build_memory_limit", "cache_max_size", "results_max_size", mode="before")
     @classmethod
     def _size(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):

@@ -106,10 +106,12 @@ def cache_gc(
         ),
     ] = None,
 ) -> None:
-    """Evict least-recently-used entries until the store fits the budget and its disk has min-free free."""
+    """Evict least-recently-used entries until the store fits the budget and its disk has min-free free;
+    then trim the result cache to results_max_size the same way."""
     from gocaas.cache.diskspace import MinFree
     from gocaas.cache.maintenance import gc
     from gocaas.cache.options import parse_size
+    from gocaas.cache.results import trim
     from gocaas.cache.store import CacheError, Store
 
     settings = load()
@@ -137,6 +139,12 @@ def cache_gc(
     Console().print(
         f"{_size(result.total_before)} → {_size(result.total_after)}{disk}: removed {result.removed_objects} "
         f"objects, {result.removed_actions} entries ({_size(result.removed_bytes)}){kept}{busy}",
+        highlight=False,
+    )
+    results = trim(settings.results_dir.parent, settings.results_max_size or None, keep)
+    Console().print(
+        f"result cache: removed {results.entries} builds' results ({_size(results.removed_bytes)}), "
+        f"{_size(results.total_after)} left (budget {_size(settings.results_max_size)})",
         highlight=False,
     )
 
