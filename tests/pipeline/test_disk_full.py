@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from gocaas.errors import FailureClass
 from gocaas.settings import Settings
 from tests.conftest import EXAMPLES, BuildFn
@@ -50,3 +52,28 @@ def test_a_data_directory_with_no_room_fails_the_build_as_disk_full(
     assert failure is not None and report.exit_code == 3
     assert (failure.failure_class, failure.kind) == (FailureClass.INFRASTRUCTURE, "disk_full"), failure
     assert "No space left on device" in failure.message and f"(the disk holding {home}" in failure.message
+
+
+def test_a_result_cache_with_no_room_does_not_fail_a_build_that_succeeded(
+    build: BuildFn,
+    fresh_settings,  # type: ignore[no-untyped-def]
+    settings: Settings,
+    small_disk: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The result cache is a shortcut for the next identical build: when it cannot keep this one (its disk
+    is full), the build still succeeds, says why on stderr, and leaves no half-stored entry."""
+    worker: Settings = fresh_settings(reuse_results=True)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    (worker.home / "cache").symlink_to(settings.cache_dir)  # the session's warm store
+    (worker.home / "results").symlink_to(small_disk)  # only the result cache on the full disk
+    with (small_disk / "filler").open("wb") as f:  # room for a directory or two, not for a binary
+        f.write(b"\0" * (shutil.disk_usage(small_disk).free - (64 << 10)))
+    report = build(EXAMPLES / "hello", settings_=worker, out=tmp_path / "out")
+    assert report.failure is None and report.exit_code == 0, report.failure
+    assert (tmp_path / "out" / "hello_linux_amd64").is_file()
+    assert f"gocaas: the result cache could not keep build {report.build_id}: " in capfd.readouterr().err
+    kept = [p for p in small_disk.rglob("*") if p.name != "filler" and p.is_file()]
+    assert kept == [], "nothing half stored"
+    assert (worker.builds_dir / report.build_id / "report.json").is_file()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gocaas.server.intake import fingerprint
 from gocaas.settings import Settings
@@ -334,6 +335,10 @@ def test_an_upload_to_a_server_out_of_disk_space_is_refused_and_leaves_nothing(
         filler = small_disk / "filler"
         with filler.open("wb") as f:
             f.write(b"\0" * (shutil.disk_usage(small_disk).free - (512 << 10)))
+        text = client.get("/metrics").text  # what an operator's alert would have seen
+        gauges = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        assert abs(gauges["gocaas_data_disk_free_bytes"] - shutil.disk_usage(small_disk).free) <= 64 << 10
+        assert gauges["gocaas_data_disk_min_free_bytes"] == int((16 << 20) * 0.05)  # cache_min_free: 5%
         response = upload(client, module)
         assert response.status_code == 507, response.text
         assert response.json()["error"] == "the server is out of disk space; try again later"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib
 import secrets
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gocaas.atomic import replacing
 from gocaas.cache.tally import tally
 from gocaas.errors import ExitCode, GocaasError
 from gocaas.go.env import BuildDirs
@@ -197,9 +199,22 @@ def _run(
         report = _report(build_id, spec, dirs, results, records, failure, exit_code, started_at, start)
         key = results.get(ResultKey)
         if failure is None and isinstance(key, ResultKey):
-            remember(settings, key, report)
-    (dirs.root / "report.json").write_text(report.to_json(), encoding="utf-8")
+            try:
+                remember(settings, key, report)
+            except OSError as exc:  # a shortcut for the next identical build: this one succeeded anyway
+                _warn(f"the result cache could not keep build {build_id}: {exc}")
+    try:
+        with replacing(dirs.root / "report.json") as path:
+            path.write_text(report.to_json(), encoding="utf-8")
+    except OSError as exc:  # the caller has the report; the copy on disk is for later commands
+        _warn(f"cannot write {dirs.root / 'report.json'}: {exc}")
     return report
+
+
+def _warn(message: str) -> None:
+    """After the stages, when there is no stage log left to write to: the process's stderr (a terminal, the
+    daemon's or the server's log)."""
+    sys.stderr.write(f"gocaas: {message}\n")
 
 
 def _report(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gocaas.cache.diskspace import MinFree, free_space
 from gocaas.report.model import BuildReport
 from gocaas.store.builds import BuildRecord
 
@@ -35,10 +37,35 @@ class _QueueCollector(Collector):
         yield running
 
 
+class _DiskCollector(Collector):
+    """The data directory's disk, read when scraped: a full one fails builds (disk_full) and uploads (507)."""
+
+    def __init__(self, data_dir: Path, min_free: MinFree | None) -> None:
+        self._data_dir, self._min_free = data_dir, min_free
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        free, total = free_space(str(self._data_dir))
+        disk = GaugeMetricFamily("gocaas_data_disk_free_bytes", "Free space on the data directory's disk.")
+        disk.add_metric([], free)
+        yield disk
+        if self._min_free is not None:
+            keep = GaugeMetricFamily(
+                "gocaas_data_disk_min_free_bytes", "Free space the caches keep there (cache_min_free)."
+            )
+            keep.add_metric([], self._min_free.bytes_on(total))
+            yield keep
+
+
 class Metrics:
     """The service's metrics; also the executor's BuildObserver for the parts it feeds."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]], notify: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        counts: Callable[[], dict[str, int]],
+        notify: Callable[[str], None],
+        data_dir: Path | None = None,
+        min_free: MinFree | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
         self._gets = self._hits = 0
@@ -83,6 +110,8 @@ class Metrics:
             "gocaas_builds_submitted", "Build requests, by outcome.", ["outcome"], registry=self.registry
         )
         self.registry.register(_QueueCollector(counts))
+        if data_dir is not None:
+            self.registry.register(_DiskCollector(data_dir, min_free))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
