@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gocaas.cache.diskspace import DEFAULT_MIN_FREE_TEXT, MinFree
+from gocaas.cache.store import DEFAULT_MAX_SIZE
 from gocaas.config_file import TomlFile, default_home
 from gocaas.spec import TestTier
 
@@ -78,8 +80,8 @@ class Settings(BaseSettings):
     cache_read_only: bool = False
     # The store's budget (a size; 0: none) and the space its disk keeps free (a size or a percentage of the
     # filesystem; 0: none): past either, an LRU gc (gocaas.cache.diskspace).
-    cache_max_size: int = Field(default=10 << 30, ge=0)
-    cache_min_free: str = "5%"
+    cache_max_size: int = Field(default=DEFAULT_MAX_SIZE, ge=0)
+    cache_min_free: str = DEFAULT_MIN_FREE_TEXT
     # A resident cache program per store and options (gocaas.cache.resident) serves the go commands from the
     # entries it holds in memory; `auto` runs one except on CI (CI=true), where one left behind would only
     # be killed by the runner. It ends after cache_resident_idle seconds without a go command.
@@ -275,8 +277,6 @@ class Settings(BaseSettings):
     @field_validator("cache_min_free")
     @classmethod
     def _min_free(cls, value: str) -> str:
-        from gocaas.cache.diskspace import MinFree
-
         return str(MinFree.parse(value) or 0)  # its ValueError names the text
 
     @field_validator("pip_index_url", mode="before")
@@ -325,6 +325,11 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home.absolute() / 'gocaas.db'}"
+
+    @property
+    def min_free(self) -> MinFree | None:
+        """cache_min_free, parsed (None: no minimum)."""
+        return MinFree.parse(self.cache_min_free)
 
     @property
     def cache_dir(self) -> Path:

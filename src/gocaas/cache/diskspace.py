@@ -99,6 +99,18 @@ def shortfall(root: str, min_free: MinFree | None) -> int:
     return max(0, min_free.bytes_on(total) - free)
 
 
+def gc_goal(
+    root: str, total: int, budget: int | None, min_free: MinFree | None, low_water: float = 1.0
+) -> tuple[int | None, int]:
+    """What a gc should bring `total` bytes down to (None: nothing to do), and the disk's shortfall: the
+    budget, or less when root's disk is short of min_free: total less the shortfall, times low_water."""
+    short = shortfall(root, min_free)
+    if not short:
+        return budget, 0
+    fits = max(0, int((total - short) * low_water))
+    return (fits if budget is None else min(budget, fits)), short
+
+
 class DiskWatch:
     """Whether a writer's disk is under min_free, looked at (statvfs) as often as the room it had above
     min_free calls for: again once half of that room has been written (MIN_CHECK at least), or whenever

@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from gocaas.cache.diskspace import MinFree, mark_short, shortfall
+from gocaas.cache.diskspace import MinFree, gc_goal, mark_short
 from gocaas.cache.files import lock_file, unique_name, unlink, unlock_file
 from gocaas.cache.store import CacheError, Store, _parse_entry, check_namespace
 
@@ -140,10 +140,8 @@ def gc(
         actions = _files(store.actions_dir, 2)
         total = result.total_before = sum(size for _, size, _ in objects) + sum(s for _, s, _ in actions)
         is_object = {path for _, _, path in objects}
-        goal = budget
-        if short := shortfall(store.root, min_free):
-            fits = max(0, int((total - short) * low_water))
-            result.disk_short, goal = short, fits if budget is None else min(budget, fits)
+        goal, short = gc_goal(store.root, total, budget, min_free, low_water)
+        result.disk_short = short
         for mtime, size, path in sorted(objects + actions) if goal is not None else ():
             if total <= goal:
                 break

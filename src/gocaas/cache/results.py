@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gocaas.cache.diskspace import MinFree, shortfall
+from gocaas.cache.diskspace import MinFree, gc_goal
 
 RESULTS_DIR = "results"
 MIN_AGE_S = 600.0
@@ -105,9 +105,7 @@ def trim(
                 continue
             found.append((used, size, entry))
     total = sum(size for _, size, _ in found)
-    goal = max_size
-    if short := shortfall(str(root), min_free):
-        goal = total - short if goal is None else min(goal, total - short)
+    goal, _ = gc_goal(str(root), total, max_size, min_free)
     removed = removed_bytes = 0
     for used, size, entry in sorted(found) if goal is not None else ():
         if total <= goal or used >= young:

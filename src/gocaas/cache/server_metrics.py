@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gocaas.cache.diskspace import free_space
+from gocaas.cache.diskspace import MinFree, free_space
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,14 +70,20 @@ class CacheServerCollector(Collector):
             budget = GaugeMetricFamily(PREFIX + "store_budget_bytes", "The store budget: LRU gc past it.")
             budget.add_metric([], store.max_size)
             yield budget
-        free, total = free_space(store.root)
-        disk = GaugeMetricFamily(PREFIX + "disk_free_bytes", "Free space on the store's filesystem.")
-        disk.add_metric([], free)
-        yield disk
-        if (min_free := store.disk.min_free) is not None:
-            keep = GaugeMetricFamily(PREFIX + "disk_min_free_bytes", "Free space kept: LRU gc under it.")
-            keep.add_metric([], min_free.bytes_on(total))
-            yield keep
+        yield from disk_gauges(PREFIX + "disk", store.root, store.disk.min_free)
+
+
+def disk_gauges(prefix: str, path: str, min_free: MinFree | None) -> Iterator[Metric]:
+    """`<prefix>_free_bytes` of the disk holding path, and `<prefix>_min_free_bytes` it keeps free (the
+    caches' min_free), read now: for the cache server's scrape and the service's."""
+    free, total = free_space(path)
+    disk = GaugeMetricFamily(f"{prefix}_free_bytes", "Free space on the disk (statvfs, unprivileged).")
+    disk.add_metric([], free)
+    yield disk
+    if min_free is not None:
+        keep = GaugeMetricFamily(f"{prefix}_min_free_bytes", "Free space the caches keep: LRU gc under it.")
+        keep.add_metric([], min_free.bytes_on(total))
+        yield keep
 
 
 def exposition(server: CacheHTTPServer) -> tuple[bytes, str]:

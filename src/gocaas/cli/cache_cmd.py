@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gocaas.cache.diskspace import MinFree
 from gocaas.cli.common import fail, load
 from gocaas.errors import GocaasError
 
@@ -39,20 +40,18 @@ def cache_stats() -> None:
     size = usage(Store(str(settings.cache_dir), read_only=True)) if settings.cache_dir.is_dir() else 0
     table = Table("", "value", show_header=False)
     table.add_row("store", f"{settings.cache_dir} ({_size(size)})")
-    budget = _budget(settings.cache_max_size, settings.cache_min_free, str(settings.cache_dir))
-    table.add_row("budget", budget)
+    table.add_row("budget", _budget(settings.cache_max_size, settings.min_free, str(settings.cache_dir)))
     for name, value in stats_rows(totals):
         table.add_row(name, value)
     Console().print(table)
 
 
-def _budget(max_size: int, min_free_text: str, store_dir: str) -> str:
+def _budget(max_size: int, min_free: MinFree | None, store_dir: str) -> str:
     """The stats line on the limits: the size budget, and the disk's free space against min_free."""
-    from gocaas.cache.diskspace import MinFree, free_space
+    from gocaas.cache.diskspace import free_space
 
     free, total = free_space(store_dir)
     budget = _size(max_size) if max_size else "none"
-    min_free = MinFree.parse(min_free_text)
     kept = f", {_size(min_free.bytes_on(total))} ({min_free}) kept free" if min_free else ""
     return f"{budget}; the disk has {_size(free)} free of {_size(total)}{kept}"
 
@@ -108,7 +107,6 @@ def cache_gc(
 ) -> None:
     """Evict least-recently-used entries until the store fits the budget and its disk has min-free free;
     then trim the result cache to results_max_size the same way."""
-    from gocaas.cache.diskspace import MinFree
     from gocaas.cache.maintenance import gc
     from gocaas.cache.options import parse_size
     from gocaas.cache.results import trim
@@ -120,7 +118,7 @@ def cache_gc(
     except ValueError as exc:
         raise fail(f"--max-size: {exc}") from None
     try:
-        keep = MinFree.parse(settings.cache_min_free if min_free is None else min_free)
+        keep = settings.min_free if min_free is None else MinFree.parse(min_free)
     except ValueError as exc:
         raise fail(f"--min-free: {exc}") from None
     store = Store(str(settings.cache_dir), max_size=budget or None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from gocaas.cache.diskspace import MinFree
 from gocaas.cache.results import ResultCache, trim
 from gocaas.report.model import BuildReport, StageRecord
 from gocaas.settings import Settings
@@ -72,5 +71,4 @@ def remember(settings: Settings, key: ResultKey, report: BuildReport) -> None:
             ]
     if all(path.is_file() for path in files):
         ResultCache(settings.results_dir).store(key.key, report.model_dump(mode="json", by_alias=True), files)
-        budget, min_free = settings.results_max_size or None, MinFree.parse(settings.cache_min_free)
-        trim(settings.results_dir.parent, budget, min_free)
+        trim(settings.results_dir.parent, settings.results_max_size or None, settings.min_free)

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gocaas.cache.diskspace import MinFree, free_space
+from gocaas.cache.diskspace import MinFree
+from gocaas.cache.server_metrics import disk_gauges
 from gocaas.report.model import BuildReport
 from gocaas.store.builds import BuildRecord
 
@@ -43,17 +44,8 @@ class _DiskCollector(Collector):
     def __init__(self, data_dir: Path, min_free: MinFree | None) -> None:
         self._data_dir, self._min_free = data_dir, min_free
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        free, total = free_space(str(self._data_dir))
-        disk = GaugeMetricFamily("gocaas_data_disk_free_bytes", "Free space on the data directory's disk.")
-        disk.add_metric([], free)
-        yield disk
-        if self._min_free is not None:
-            keep = GaugeMetricFamily(
-                "gocaas_data_disk_min_free_bytes", "Free space the caches keep there (cache_min_free)."
-            )
-            keep.add_metric([], self._min_free.bytes_on(total))
-            yield keep
+    def collect(self) -> Iterator[Metric]:
+        return disk_gauges("gocaas_data_disk", str(self._data_dir), self._min_free)
 
 
 class Metrics:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from gocaas.cache.diskspace import MinFree
 from gocaas.executor.base import Executor, ExecutorState
 from gocaas.executor.scheduler import order
 from gocaas.pipeline.run import new_build_id
@@ -50,8 +49,7 @@ class Service:
         self.executor = executor
         self.notifier = notifier
         self.default_target = Target.host()
-        min_free = MinFree.parse(settings.cache_min_free)
-        self.metrics = Metrics(self.builds.count_by_status, notifier.notify, settings.home, min_free)
+        self.metrics = Metrics(self.builds.count_by_status, notifier.notify, settings.home, settings.min_free)
         self._tokens: dict[str, tuple[Principal | None, float]] = {}
         self._snapshot = _Snapshot()
         self._lock = threading.Lock()
