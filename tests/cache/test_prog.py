@@ -308,6 +308,10 @@ def test_usage_and_flags(tmp_path: Path) -> None:
         parse_args(["--signing-key-file", str(tmp_path / "missing.key")])
     assert opts.max_size == int(1.5 * (1 << 30))
     assert parse_args(["--max-size", "0"]).max_size is None
+    assert str(parse_args(["--min-free", "12.5%"]).min_free) == "12.5%"
+    assert parse_args(["--min-free", "0"]).min_free is None
+    with pytest.raises(ValueError, match="--min-free: bad free space 'lots': want a size such as 20G"):
+        parse_args(["--min-free", "lots"])
     assert parse_size("500M") == parse_size("500MiB") == 500 << 20
     for bad_size in ("-5", "-1G", "inf", "nan", "1e400", "", "G", "10QB"):
         with pytest.raises(ValueError, match="bad size"):

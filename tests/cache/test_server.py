@@ -254,6 +254,15 @@ def test_listen_and_usage() -> None:
         parse_listen("127.0.0.1:99999")
 
 
+def test_a_bad_min_free_is_refused_before_listening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--listen", "127.0.0.1:0", "--token", "t", "--dir", str(tmp_path / "store")]
+    assert server_main([*argv, "--min-free", "120%"]) == 2
+    assert "bad free space '120%': a percentage must be from 0 to below 100" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists(), "nothing made"
+
+
 def test_listen_on_a_taken_port_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
